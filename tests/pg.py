@@ -38,8 +38,9 @@ def schema_dump(url: str) -> str:
         [str(BIN_DIR / "pg_dump"), "--schema-only", "--no-owner", "--dbname", url],
         check=True, capture_output=True, text=True,
     ).stdout
-    # pg_dump 17.6+/18 wraps the dump in \restrict <random key>; that line differs every run.
-    return re.sub(r"^\\(un)?restrict .*$", "", output, flags=re.MULTILINE)
+    # pg_dump 17.6+/18 wraps the dump in \restrict <random key>, which differs every run; some
+    # server builds stamp each column with a per-creation pg_attver option. Neither is schema.
+    return re.sub(r"^(\\(un)?restrict .*|.*SET \(pg_attver=\d+\);)$", "", output, flags=re.MULTILINE)
 
 
 def psql_file(url: str, script: str) -> subprocess.CompletedProcess[str]:
