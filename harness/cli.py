@@ -33,7 +33,9 @@ console = Console(stderr=True)
 
 RootOption = Annotated[
     Path | None,
-    typer.Option("--root", help="Project root holding alembic.ini and db/ (default: this checkout)."),
+    typer.Option(
+        "--root", help="Project root holding alembic.ini and db/ (default: this checkout)."
+    ),
 ]
 
 

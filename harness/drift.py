@@ -56,8 +56,10 @@ class DriftReport:
 
     def lines(self) -> list[str]:
         """Human-readable findings, one object a line (diffs indented below)."""
-        out = [f"changed: {name}" + "".join(f"\n    {d}" for d in diff.splitlines())
-               for name, diff in sorted(self.changed.items())]
+        out = [
+            f"changed: {name}" + "".join(f"\n    {d}" for d in diff.splitlines())
+            for name, diff in sorted(self.changed.items())
+        ]
         out += [f"missing: {name} (defined by a file, not deployed)" for name in self.missing]
         out += [f"unexpected: {name} (deployed, no file defines it)" for name in self.unexpected]
         out += [f"broken: {name}: {error}" for name, error in sorted(self.broken.items())]

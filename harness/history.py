@@ -65,7 +65,10 @@ def freeze(layout: SqlLayout, message: str, *, with_schema: bool = False) -> str
     if dropped:
         (folder / sqlversions.DROPPED).write_text("\n".join(dropped) + "\n")
     if with_schema:
-        for file, which in ((sqlversions.SCHEMA_UP, "upgrade"), (sqlversions.SCHEMA_DOWN, "downgrade")):
+        for file, which in (
+            (sqlversions.SCHEMA_UP, "upgrade"),
+            (sqlversions.SCHEMA_DOWN, "downgrade"),
+        ):
             (folder / file).write_text(SCHEMA_TEMPLATE.format(which=which, revision=revision))
     command.revision(alembic_config(None, layout), message, rev_id=revision)
     if not with_schema:
@@ -77,7 +80,9 @@ def seal(layout: SqlLayout) -> list[str]:
     """Seal every history file not sealed yet; refuse if a sealed one was edited."""
     problems = [p for p in verify_seal(layout) if not p.startswith("unsealed")]
     if problems:
-        raise HistoryError("history was edited; restore it from version control:\n" + "\n".join(problems))
+        raise HistoryError(
+            "history was edited; restore it from version control:\n" + "\n".join(problems)
+        )
     sealed = _read_seal(layout)
     added = [name for name in _history_files(layout) if name not in sealed]
     for name in added:

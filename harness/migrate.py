@@ -13,9 +13,7 @@ from alembic.script import ScriptDirectory
 from harness.paths import SqlLayout, default_layout
 
 
-def alembic_config(
-    database_url: str | None = None, layout: SqlLayout | None = None
-) -> Config:
+def alembic_config(database_url: str | None = None, layout: SqlLayout | None = None) -> Config:
     layout = layout or default_layout()
     config = Config(str(layout.alembic_ini))
     config.set_main_option("script_location", str(layout.migrations))
@@ -24,7 +22,9 @@ def alembic_config(
     return config
 
 
-def upgrade(database_url: str | None, revision: str = "head", layout: SqlLayout | None = None) -> None:
+def upgrade(
+    database_url: str | None, revision: str = "head", layout: SqlLayout | None = None
+) -> None:
     command.upgrade(alembic_config(database_url, layout), revision)
 
 

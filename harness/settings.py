@@ -32,8 +32,10 @@ def sqlalchemy_url(explicit: str | None = None, *, required: bool = True) -> str
     if not required and not (explicit or os.environ.get("DATABASE_URL")):
         return "postgresql+psycopg://"
     libpq_url = database_url(explicit)
-    return make_url(libpq_url).set(drivername="postgresql+psycopg").render_as_string(
-        hide_password=False
+    return (
+        make_url(libpq_url)
+        .set(drivername="postgresql+psycopg")
+        .render_as_string(hide_password=False)
     )
 
 

@@ -36,15 +36,21 @@ def schema_dump(url: str) -> str:
     """The schema as pg_dump writes it (privileges included), for comparing two databases."""
     output = subprocess.run(
         [str(BIN_DIR / "pg_dump"), "--schema-only", "--no-owner", "--dbname", url],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     # pg_dump 17.6+/18 wraps the dump in \restrict <random key>, which differs every run; some
     # server builds stamp each column with a per-creation pg_attver option. Neither is schema.
-    return re.sub(r"^(\\(un)?restrict .*|.*SET \(pg_attver=\d+\);)$", "", output, flags=re.MULTILINE)
+    return re.sub(
+        r"^(\\(un)?restrict .*|.*SET \(pg_attver=\d+\);)$", "", output, flags=re.MULTILINE
+    )
 
 
 def psql_file(url: str, script: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(BIN_DIR / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--dbname", url, "-f", "-"],
-        input=script, capture_output=True, text=True,
+        input=script,
+        capture_output=True,
+        text=True,
     )

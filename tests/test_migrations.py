@@ -150,7 +150,8 @@ def test_freeze_deploys_a_new_version_and_downgrade_restores_the_old(
     assert revision == "0002"
     folder = project_copy.history / "0002"
     assert sorted(p.name for p in (folder / "procedures").iterdir()) == [
-        "etl.end_process.sql", "etl.greet.sql",
+        "etl.end_process.sql",
+        "etl.greet.sql",
     ]
     assert (folder / "dropped.txt").read_text() == "procedures/etl.queue_alert.sql\n"
     assert history.verify_seal(project_copy) == []
@@ -166,6 +167,8 @@ def test_freeze_deploys_a_new_version_and_downgrade_restores_the_old(
 def test_seal_refuses_edited_history(project_copy: SqlLayout) -> None:
     frozen = project_copy.history / "0001" / "procedures" / "etl.start_process.sql"
     frozen.write_text(frozen.read_text() + "\n-- a quiet edit\n")
-    assert history.verify_seal(project_copy) == ["edited: sql/0001/procedures/etl.start_process.sql"]
+    assert history.verify_seal(project_copy) == [
+        "edited: sql/0001/procedures/etl.start_process.sql"
+    ]
     with pytest.raises(history.HistoryError, match="history was edited"):
         history.seal(project_copy)
