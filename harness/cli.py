@@ -6,6 +6,7 @@ Exit codes, for schedulers: 0 success, 1 the job ran and found a problem (drift,
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -129,6 +130,49 @@ def db_seal(root: RootOption = None) -> None:
         console.print(f"[red]{error}[/]", markup=True, highlight=False)
         raise typer.Exit(EXIT_PROBLEM) from error
     console.print(f"sealed {len(added)} new file(s)")
+
+
+@app.command("extract")
+def extract(
+    tables: Annotated[list[str], typer.Argument(help="Tables to export, e.g. stg.client.")],
+    to: Annotated[
+        str, typer.Option("--to", help="A folder, or s3://bucket/prefix (S3_ENDPOINT_URL, AWS_*).")
+    ],
+    obfuscate: Annotated[
+        bool,
+        typer.Option(
+            "--obfuscate/--plain",
+            help="Mask the columns listed in etl.mask_rule (default) or export as is.",
+        ),
+    ] = True,
+) -> None:
+    """Export tables as gzipped CSV for development data, sensitive columns masked in SQL.
+
+    The hash salt comes from PGFERRY_MASK_SALT; keep it secret and stable so hashes stay joinable.
+    """
+    from harness import extract as extracting
+    from harness.s3 import S3Location
+
+    url = _database_url()
+    salt = os.environ.get("PGFERRY_MASK_SALT", "")
+    if obfuscate and not salt:
+        console.print("[yellow]warning:[/] PGFERRY_MASK_SALT is not set; hashes are unsalted")
+    if to.startswith("s3://"):
+        uploaded = extracting.extract_to_s3(
+            url,
+            tables,
+            S3Location.parse(to),
+            endpoint_url=os.environ.get("S3_ENDPOINT_URL"),
+            obfuscate=obfuscate,
+            salt=salt,
+        )
+        for table, key in uploaded:
+            console.print(f"{table.table}: {table.rows} rows -> {to.split('/')[2]}/{key}")
+        return
+    report = lambda t: console.print(f"{t.table}: {t.rows} rows -> {t.path}")  # noqa: E731
+    extracting.extract_tables(
+        url, tables, Path(to), obfuscate=obfuscate, salt=salt, on_table=report
+    )
 
 
 @app.command("demo")

@@ -27,43 +27,47 @@ class HistoryError(Exception):
     """History would be rewritten, or a revision cannot be made."""
 
 
-def pending_changes(layout: SqlLayout) -> tuple[list[Path], list[str]]:
-    """Current files whose content differs from history, and objects whose file is gone."""
+def pending_changes(layout: SqlLayout, before: str = "~") -> tuple[list[Path], list[str]]:
+    """Current files that differ from what history before ``before`` leaves deployed, and
+    objects whose file is gone. ``~`` sorts after every revision id: the whole history."""
     changed = []
     current_names = set()
     for path in layout.definition_files():
         name = _object_name(path)
         current_names.add(name)
-        copy = sqlversions.latest_copy(layout.history, name)
+        copy = sqlversions.previous_copy(layout.history, before, name)
         if copy is None or copy.read_bytes() != path.read_bytes():
             changed.append(path)
     deployed_names = {
         _object_name(copy)
         for revision in sqlversions.revisions(layout.history)
+        if revision < before
         for copy in sqlversions.frozen_objects(layout.history / revision)
     }
     dropped = sorted(
         name
         for name in deployed_names - current_names
-        if sqlversions.latest_copy(layout.history, name) is not None
+        if sqlversions.previous_copy(layout.history, before, name) is not None
     )
     return changed, dropped
 
 
 def freeze(layout: SqlLayout, message: str, *, with_schema: bool = False) -> str | None:
-    """Write the next revision; None when nothing changed and no schema DDL was asked for."""
-    changed, dropped = pending_changes(layout)
+    """Write the next revision; None when nothing changed and no schema DDL was asked for.
+
+    While the head revision is still open (not sealed), its copies are refreshed instead, so a
+    change under review stays one revision.
+    """
+    open_head = _open_head(layout)
+    changed, dropped = pending_changes(layout, before=open_head or "~")
+    if open_head:
+        _write_objects(layout.history / open_head, changed, dropped)
+        return open_head
     if not (changed or dropped or with_schema):
         return None
     revision = _next_revision_id(layout)
     folder = layout.history / revision
-    for path in changed:
-        target = folder / _object_name(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target)
-    folder.mkdir(parents=True, exist_ok=True)
-    if dropped:
-        (folder / sqlversions.DROPPED).write_text("\n".join(dropped) + "\n")
+    _write_objects(folder, changed, dropped)
     if with_schema:
         for file, which in (
             (sqlversions.SCHEMA_UP, "upgrade"),
@@ -74,6 +78,32 @@ def freeze(layout: SqlLayout, message: str, *, with_schema: bool = False) -> str
     if not with_schema:
         seal(layout)
     return revision
+
+
+def _write_objects(folder: Path, changed: list[Path], dropped: list[str]) -> None:
+    """Make ``folder`` hold exactly the copies of ``changed`` and the list of ``dropped``."""
+    for stale in sqlversions.frozen_objects(folder):
+        stale.unlink()
+    for path in changed:
+        target = folder / _object_name(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    folder.mkdir(parents=True, exist_ok=True)
+    dropped_file = folder / sqlversions.DROPPED
+    dropped_file.unlink(missing_ok=True)
+    if dropped:
+        dropped_file.write_text("\n".join(dropped) + "\n")
+
+
+def _open_head(layout: SqlLayout) -> str | None:
+    """The head revision when any of its files is not sealed yet."""
+    head = head_revision(layout)
+    if head is None:
+        return None
+    sealed = _read_seal(layout)
+    prefixes = (f"sql/{head}/", f"versions/{head}_")
+    own_files = [name for name in _history_files(layout) if name.startswith(prefixes)]
+    return head if any(name not in sealed for name in own_files) else None
 
 
 def seal(layout: SqlLayout) -> list[str]:

@@ -217,3 +217,24 @@ def test_ending_an_ended_process_says_how_it_ended(db_url: str) -> None:
         assert raised.value.sqlstate == "55000"
         assert f"process {pid} already ended as abandoned" in raised.value.diag.message_primary
         assert "covers its window again" in raised.value.diag.message_hint
+
+
+def test_window_overlap_starts_the_window_earlier(db_url: str) -> None:
+    with connect(db_url) as conn:
+        conn.execute("UPDATE etl.pipeline SET window_overlap = '7 days' WHERE name = 'permits'")
+        first = start(conn)
+        first_from, first_to = window(conn, first)
+        end(conn, first, "succeeded")
+        second = start(conn)
+        second_from = window(conn, second)[0]
+    assert first_from == datetime.fromisoformat("1970-01-01T00:00:00+00:00")  # never before origin
+    assert (first_to - second_from).days == 7
+
+
+def test_full_reload_starts_every_window_at_the_origin(db_url: str) -> None:
+    with connect(db_url) as conn:
+        conn.execute("UPDATE etl.pipeline SET full_reload = true WHERE name = 'shipments'")
+        first = start(conn, "shipments")
+        end(conn, first, "succeeded")
+        second = start(conn, "shipments")
+        assert window(conn, second)[0] == window(conn, first)[0]

@@ -7,7 +7,9 @@
 -- * A running process older than the pipeline's hung_after is abandoned first (logged and
 --   alerted), so a crashed loader never blocks the pipeline for good.
 -- * The new window runs from the end of the last *succeeded* window to now(), so the windows of
---   failed and abandoned runs are covered again.
+--   failed and abandoned runs are covered again. CDC settings of the pipeline: window_overlap
+--   starts it that much earlier (harmless when the merge writes only real changes);
+--   full_reload starts every window at window_origin (small tables reloaded whole).
 CREATE OR REPLACE FUNCTION etl.start_process(p_pipeline text)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -58,7 +60,11 @@ BEGIN
 
     INSERT INTO etl.process (pipeline, window_from, window_to)
     SELECT p_pipeline, w.window_from, greatest(w.window_from, now())
-      FROM (SELECT coalesce(max(p.window_to), v_pipeline.window_origin) AS window_from
+      FROM (SELECT CASE WHEN v_pipeline.full_reload THEN v_pipeline.window_origin
+                        -- greatest() ignores the NULL of a pipeline that never succeeded
+                        ELSE greatest(v_pipeline.window_origin,
+                                      max(p.window_to) - v_pipeline.window_overlap)
+                   END AS window_from
               FROM etl.process AS p
              WHERE p.pipeline = p_pipeline AND p.status = 'succeeded') AS w
         ON CONFLICT (pipeline) WHERE status = 'running' DO NOTHING

@@ -1,0 +1,49 @@
+"""Shared bench plumbing: a scratch database on DATABASE_URL's server or an embedded one."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+
+from harness import migrate
+from harness.embedded import EmbeddedServer
+from harness.settings import url_for_database
+
+
+@contextmanager
+def scratch_database() -> Iterator[str]:
+    """A migrated database at head, dropped afterwards. Uses BENCH_SERVER_URL (a superuser URL)
+    when set, else an embedded PostgreSQL."""
+    server_url = os.environ.get("BENCH_SERVER_URL")
+    if server_url:
+        yield from _scratch_on(server_url)
+        return
+    with EmbeddedServer() as server:
+        yield from _scratch_on(server.url)
+
+
+def _scratch_on(server_url: str) -> Iterator[str]:
+    name = f"pgferry_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        version = admin.execute("SHOW server_version").fetchone()[0]
+    print(f"PostgreSQL {version}")
+    url = url_for_database(server_url, name)
+    try:
+        migrate.upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def timed(label: str, results: dict[str, float]) -> Iterator[None]:
+    started = time.perf_counter()
+    yield
+    results[label] = time.perf_counter() - started
