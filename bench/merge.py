@@ -17,12 +17,15 @@ import psycopg
 
 from bench.common import scratch_database, timed
 
-COLUMNS = "id bigint PRIMARY KEY, customer text, city text, amount numeric(12,2), shipped date, note text"
+COLUMNS = (
+    "id bigint PRIMARY KEY, customer text, city text, amount numeric(12,2), shipped date, note text"
+)
 TRACKING = "inserted_at timestamptz, updated_at timestamptz, deleted_at timestamptz"
 
 # one generated row per id; `variant` changes the values of the changed quarter
 ROWS_SQL = """
-SELECT g, 'customer ' || (g % 50000), (ARRAY['Victoria','Vancouver','Kelowna','Prince George'])[1 + g % 4],
+SELECT g, 'customer ' || (g % 50000),
+       (ARRAY['Victoria', 'Vancouver', 'Kelowna', 'Prince George'])[1 + g % 4],
        round((g % 100000) / 7.0, 2) + {variant}, date '2026-01-01' + (g % 365),
        CASE WHEN g % 10 = 0 THEN NULL ELSE 'note ' || g END
   FROM generate_series({first}, {last}) AS g
@@ -67,8 +70,9 @@ def prepare(conn: psycopg.Connection, rows: int) -> bytes:
     conn.execute(f"CREATE TABLE stg ({COLUMNS}); CREATE TABLE tgt ({COLUMNS}, {TRACKING})")
     staged = csv_of(conn, 1, rows)
     copy_in(conn, "stg", staged)
-    copy_in(conn, "tgt (id, customer, city, amount, shipped, note)", csv_of(conn, 1, quarter, 1))
-    copy_in(conn, "tgt (id, customer, city, amount, shipped, note)", csv_of(conn, quarter + 1, half))
+    target_columns = "tgt (id, customer, city, amount, shipped, note)"
+    copy_in(conn, target_columns, csv_of(conn, 1, quarter, variant=1))
+    copy_in(conn, target_columns, csv_of(conn, quarter + 1, half))
     conn.execute("VACUUM ANALYZE stg")
     conn.execute("VACUUM ANALYZE tgt")
     return staged
@@ -108,12 +112,16 @@ def main() -> None:
     merge_rate = args.rows / seconds["merge"]
     row_rate = sample / seconds["row_by_row"]
     inserted, updated, unchanged, deleted, failed = counts
-    print(f"rows staged: {args.rows:,} (merge counts: {inserted:,} inserted, {updated:,} updated,"
-          f" {unchanged:,} unchanged, {deleted:,} deleted, {failed:,} failed)")
+    print(
+        f"rows staged: {args.rows:,} (merge counts: {inserted:,} inserted, {updated:,} updated,"
+        f" {unchanged:,} unchanged, {deleted:,} deleted, {failed:,} failed)"
+    )
     print(f"COPY into empty table : {seconds['copy']:7.2f} s  {copy_rate:12,.0f} rows/s")
     print(f"etl.merge_table       : {seconds['merge']:7.2f} s  {merge_rate:12,.0f} rows/s")
-    print(f"row-by-row merge      : {seconds['row_by_row']:7.2f} s  {row_rate:12,.0f} rows/s"
-          f"  ({sample:,}-row sample, same mix)")
+    print(
+        f"row-by-row merge      : {seconds['row_by_row']:7.2f} s  {row_rate:12,.0f} rows/s"
+        f"  ({sample:,}-row sample, same mix)"
+    )
     print(f"ratio merge / COPY    : {merge_rate / copy_rate:.2f}   (target >= 0.60)")
     print(f"ratio row-by-row / COPY: {row_rate / copy_rate:.2f}")
     print(f"set-based speed-up over row-by-row: {merge_rate / row_rate:.1f}x")

@@ -59,7 +59,8 @@ def test_mask_functions(db_url: str) -> None:
 def test_obfuscated_extract_leaves_no_original_value(client_table: str, tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(
-        app, ["extract", "stg.client", "--to", str(tmp_path)],
+        app,
+        ["extract", "stg.client", "--to", str(tmp_path)],
         env={"DATABASE_URL": client_table, "PGFERRY_MASK_SALT": "pepper"},
     )
     assert result.exit_code == 0, result.output
@@ -76,14 +77,18 @@ def test_obfuscated_extract_leaves_no_original_value(client_table: str, tmp_path
         assert original not in plain
 
     again = tmp_path / "again"
-    runner.invoke(app, ["extract", "stg.client", "--to", str(again)],
-                  env={"DATABASE_URL": client_table, "PGFERRY_MASK_SALT": "pepper"})
+    runner.invoke(
+        app,
+        ["extract", "stg.client", "--to", str(again)],
+        env={"DATABASE_URL": client_table, "PGFERRY_MASK_SALT": "pepper"},
+    )
     assert read_csv_gz((again / "stg.client.csv.gz").read_bytes()) == rows  # stable hashes
 
 
 def test_plain_extract_keeps_values(client_table: str, tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        app, ["extract", "stg.client", "--to", str(tmp_path), "--plain"],
+        app,
+        ["extract", "stg.client", "--to", str(tmp_path), "--plain"],
         env={"DATABASE_URL": client_table},
     )
     assert result.exit_code == 0, result.output
@@ -99,8 +104,13 @@ def test_extract_to_s3(
     s3.create_bucket(Bucket=bucket)
 
     result = CliRunner().invoke(
-        app, ["extract", "stg.client", "--to", f"s3://{bucket}/daily/2026-11-21"],
-        env={"DATABASE_URL": client_table, "S3_ENDPOINT_URL": s3_endpoint, "PGFERRY_MASK_SALT": "x"},
+        app,
+        ["extract", "stg.client", "--to", f"s3://{bucket}/daily/2026-11-21"],
+        env={
+            "DATABASE_URL": client_table,
+            "S3_ENDPOINT_URL": s3_endpoint,
+            "PGFERRY_MASK_SALT": "x",
+        },
     )
 
     assert result.exit_code == 0, result.output

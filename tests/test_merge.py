@@ -36,15 +36,23 @@ def conn(db_url: str) -> psycopg.Connection:
 
 
 def test_counts_are_exact_and_a_second_run_changes_nothing(conn: psycopg.Connection) -> None:
-    conn.execute("INSERT INTO tgt (id, name, amount, note) VALUES (1, 'a', 1, 'x'), (2, 'b', 2, 'y')")
-    conn.execute("INSERT INTO stg VALUES (1, 'a', '1', 'x'), (2, 'B', '2', 'y'), (3, 'c', '3', NULL)")
+    conn.execute(
+        "INSERT INTO tgt (id, name, amount, note) VALUES (1, 'a', 1, 'x'), (2, 'b', 2, 'y')"
+    )
+    conn.execute(
+        "INSERT INTO stg VALUES (1, 'a', '1', 'x'), (2, 'B', '2', 'y'), (3, 'c', '3', NULL)"
+    )
 
     assert merge(conn, "'stg'", "'tgt'") == counts(inserted=1, updated=1, unchanged=1)
     stamps = conn.execute("SELECT id, inserted_at, updated_at FROM tgt ORDER BY id").fetchall()
     assert merge(conn, "'stg'", "'tgt'") == counts(unchanged=3)
-    assert conn.execute("SELECT id, inserted_at, updated_at FROM tgt ORDER BY id").fetchall() == stamps
+    assert (
+        conn.execute("SELECT id, inserted_at, updated_at FROM tgt ORDER BY id").fetchall() == stamps
+    )
     assert conn.execute("SELECT id, name, amount FROM tgt ORDER BY id").fetchall() == [
-        (1, "a", 1), (2, "B", 2), (3, "c", 3),
+        (1, "a", 1),
+        (2, "B", 2),
+        (3, "c", 3),
     ]
 
 
@@ -120,12 +128,18 @@ def test_duplicate_source_keys_are_rejected_and_the_rest_land(db_url: str) -> No
         )
         assert merge(conn, "'raw'", "'dim'") == counts(inserted=1, failed=4)
         assert conn.execute("SELECT id, name FROM dim ORDER BY id").fetchall() == [
-            (1, "old"), (2, "ok"),
+            (1, "old"),
+            (2, "ok"),
         ]
         messages = [r[0] for r in conn.execute("SELECT message FROM etl.error_log ORDER BY 1")]
-        assert messages == [
-            'etl.merge_table: 2 rows of the source have key {"id": 1}; none merged',
-        ] * 2 + ['etl.merge_table: 2 rows of the source have key {"id": 3}; none merged'] * 2
+        assert (
+            messages
+            == [
+                'etl.merge_table: 2 rows of the source have key {"id": 1}; none merged',
+            ]
+            * 2
+            + ['etl.merge_table: 2 rows of the source have key {"id": 3}; none merged'] * 2
+        )
 
 
 def test_keys_come_from_the_catalog(db_url: str) -> None:
@@ -204,17 +218,17 @@ def test_skipped_columns_are_not_merged(db_url: str) -> None:
 def test_hostile_identifiers_are_quoted_not_executed(db_url: str) -> None:
     with connect(db_url) as conn:
         conn.execute(
-            'CREATE TABLE victim (id int);'
+            "CREATE TABLE victim (id int);"
             ' CREATE TABLE "s; DROP TABLE victim; --" ("id""; DROP TABLE victim; --" int PRIMARY KEY,'
             ' "va%sl$1ue" text);'
             ' CREATE TABLE "d\'); DROP TABLE victim; --" ("id""; DROP TABLE victim; --" int PRIMARY KEY,'
             ' "va%sl$1ue" text, inserted_at timestamptz, updated_at timestamptz);'
-            ' INSERT INTO "s; DROP TABLE victim; --" VALUES (1, \'a\'), (2, \'b\')'
+            " INSERT INTO \"s; DROP TABLE victim; --\" VALUES (1, 'a'), (2, 'b')"
         )
         source = "'\"s; DROP TABLE victim; --\"'"
-        target = "$$\"d'); DROP TABLE victim; --\"$$"
+        target = '$$"d\'); DROP TABLE victim; --"$$'
         assert merge(conn, source, target) == counts(inserted=2)
-        conn.execute("UPDATE \"s; DROP TABLE victim; --\" SET \"va%sl$1ue\" = 'z' WHERE 1 = 1")
+        conn.execute('UPDATE "s; DROP TABLE victim; --" SET "va%sl$1ue" = \'z\' WHERE 1 = 1')
         assert merge(conn, source, target, p_mark_deletes=False) == counts(updated=2)
         assert conn.execute("SELECT to_regclass('victim') IS NOT NULL").fetchone() == (True,)
 

@@ -9,8 +9,8 @@ The SQL of this revision is frozen in db/migrations/sql/${up_revision}/ and neve
 
 from harness import sqlversions
 
-revision = ${repr(up_revision)}
-down_revision = ${repr(down_revision)}
+revision = "${up_revision}"
+down_revision = ${f'"{down_revision}"' if down_revision else None}
 branch_labels = None
 depends_on = None
 
