@@ -7,16 +7,18 @@ Exit codes, for schedulers: 0 success, 1 the job ran and found a problem (drift,
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
 
-from harness import drift, history, migrate
+from harness import drift, history, logs, migrate
 from harness.paths import SqlLayout, default_layout
 from harness.settings import ConfigurationError, database_url, redacted
 
+T = TypeVar("T")
 EXIT_PROBLEM = 1
 EXIT_CONFIG = 2
 
@@ -25,12 +27,19 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+run_app = typer.Typer(
+    help="Run the pipelines' consumers (once, or as a long-running worker with --loop).",
+    no_args_is_help=True,
+)
+permits_app = typer.Typer(help="Operate the permit pipeline.", no_args_is_help=True)
 db_app = typer.Typer(
     help="Deploy, roll back and check the SQL package (Alembic, DATABASE_URL).",
     no_args_is_help=True,
 )
 app.add_typer(db_app, name="db")
-console = Console(stderr=True)
+app.add_typer(run_app, name="run")
+app.add_typer(permits_app, name="permits")
+console = Console(stderr=True, soft_wrap=True)
 
 RootOption = Annotated[
     Path | None,
@@ -130,6 +139,97 @@ def db_seal(root: RootOption = None) -> None:
         console.print(f"[red]{error}[/]", markup=True, highlight=False)
         raise typer.Exit(EXIT_PROBLEM) from error
     console.print(f"sealed {len(added)} new file(s)")
+
+
+def _configured(build: Callable[[], T]) -> T:
+    try:
+        return build()
+    except ConfigurationError as error:
+        console.print(f"[red]configuration error:[/] {error}")
+        raise typer.Exit(EXIT_CONFIG) from error
+
+
+@run_app.command("permits")
+def run_permits(
+    loop: Annotated[
+        bool, typer.Option("--loop", help="Keep running: wake on finished loader runs, poll.")
+    ] = False,
+) -> None:
+    """Move staged permits of completed loader runs into the permit tables and S3.
+
+    Exit 0 when every permit was handled, 1 when dead letters remain (listed), 2 on bad
+    configuration.
+    """
+    from harness.permits.service import run_permits as run
+
+    url = _database_url()
+    logs.configure()
+    raise typer.Exit(_configured(lambda: run(url, console, loop=loop)))
+
+
+@permits_app.command("dead")
+def permits_dead() -> None:
+    """List dead letters: permits that failed for good, with their last error."""
+    import psycopg
+
+    from harness.permits.store import PermitStore
+
+    with psycopg.connect(_database_url(), autocommit=True) as connection:
+        dead = PermitStore(connection).dead_letters()
+    for letter in dead:
+        typer.echo(
+            f"{letter.staged_permit_id}\tprocess {letter.process_id}\tpermit"
+            f" {letter.permit_number} gen {letter.permit_generation}\tattempts {letter.attempts}"
+            f"\t{letter.dead_at:%Y-%m-%d %H:%M:%S}\t{letter.last_error}"
+        )
+    console.print(f"{len(dead)} dead letter(s)")
+
+
+@permits_app.command("requeue")
+def permits_requeue(
+    ids: Annotated[list[int] | None, typer.Argument(help="Staged row ids (see `dead`).")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Requeue every dead letter.")] = False,
+) -> None:
+    """Put dead letters back in the queue with a fresh attempt count."""
+    import psycopg
+
+    from harness.permits.store import PermitStore
+
+    if not ids and not all_:
+        console.print("name staged row ids, or pass --all")
+        raise typer.Exit(EXIT_CONFIG)
+    with psycopg.connect(_database_url(), autocommit=True) as connection:
+        requeued = PermitStore(connection).requeue_dead(None if all_ else ids)
+    console.print(f"requeued {len(requeued)} permit(s): {requeued}")
+
+
+@permits_app.command("reconcile")
+def permits_reconcile(
+    delete: Annotated[
+        bool, typer.Option("--delete", help="Delete orphaned objects after listing them.")
+    ] = False,
+) -> None:
+    """Compare S3 with permit.document: orphaned objects, missing objects, size mismatches.
+
+    Exit 1 when anything is out of place (after --delete: when anything but deleted orphans is).
+    """
+    import psycopg
+
+    from harness.permits.reconcile import reconcile
+    from harness.permits.service import make_uploader
+
+    uploader = _configured(make_uploader)
+    with psycopg.connect(_database_url(), autocommit=True) as connection:
+        result = reconcile(connection, uploader.client, uploader, delete=delete)
+    for key in result.orphans:
+        console.print(f"orphan: s3://{uploader.bucket}/{key}" + (" (deleted)" if delete else ""))
+    for key in result.missing:
+        console.print(f"missing: s3://{uploader.bucket}/{key} (permit.document has it)")
+    for key in result.size_mismatch:
+        console.print(f"size mismatch: s3://{uploader.bucket}/{key}")
+    console.print(f"{result.objects} object(s), {result.documents} document(s)")
+    if result.missing or result.size_mismatch or (result.orphans and not delete):
+        raise typer.Exit(EXIT_PROBLEM)
 
 
 @app.command("extract")

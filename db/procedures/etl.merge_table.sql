@@ -13,6 +13,8 @@
 --   soft-deleted row that reappears is revived (deleted_at cleared) and counts as updated.
 -- * Only real changes count: (target columns) IS DISTINCT FROM (source columns), so NULL to NULL
 --   is no change and 'A' to 'a' or 'a' to 'a ' is.
+-- * p_update_changed false makes it insert-only (append-only targets such as issued permits): a
+--   row whose key already exists is left as it is and counted unchanged.
 -- * Error handling, log-and-continue: when the set-based statements fail, they are rolled back
 --   and the rows are merged one at a time; each failing row (bad value, constraint violation,
 --   duplicate key in the source) is written to etl.error_log with its key, payload and the
@@ -24,7 +26,8 @@ CREATE OR REPLACE FUNCTION etl.merge_table(
     p_keys          text[]  DEFAULT NULL,
     p_mark_deletes  boolean DEFAULT false,
     p_process_id    bigint  DEFAULT NULL,
-    p_skip_columns  text[]  DEFAULT '{}')
+    p_skip_columns  text[]  DEFAULT '{}',
+    p_update_changed boolean DEFAULT true)
 RETURNS TABLE (inserted bigint, updated bigint, unchanged bigint, deleted bigint, failed bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -95,10 +98,12 @@ BEGIN
                 RAISE EXCEPTION 'duplicate keys in the source' USING ERRCODE = 'cardinality_violation';
             END IF;
         END IF;
-        EXECUTE format(c_update, p_target, v_plan.set_list, v_revive_set, p_source,
-                       v_plan.key_match, v_plan.changed, v_revive_if, '') USING v_stamp;
-        GET DIAGNOSTICS v_count = ROW_COUNT;
-        updated := v_count;
+        IF p_update_changed THEN
+            EXECUTE format(c_update, p_target, v_plan.set_list, v_revive_set, p_source,
+                           v_plan.key_match, v_plan.changed, v_revive_if, '') USING v_stamp;
+            GET DIAGNOSTICS v_count = ROW_COUNT;
+            updated := v_count;
+        END IF;
         EXECUTE format(c_insert, p_target, v_plan.target_list, v_plan.source_list, p_source,
                        v_plan.key_match, '') USING v_stamp;
         GET DIAGNOSTICS v_count = ROW_COUNT;
@@ -126,11 +131,13 @@ BEGIN
                                     v_row.pgferry_key_rows, v_key
                         USING ERRCODE = 'cardinality_violation';
                 END IF;
-                EXECUTE format(c_update, p_target, v_plan.set_list, v_revive_set, c_rows,
-                               v_plan.key_match, v_plan.changed, v_revive_if, c_one)
-                    USING v_stamp, v_row.pgferry_row;
-                GET DIAGNOSTICS v_count = ROW_COUNT;
-                updated := updated + v_count;
+                IF p_update_changed THEN
+                    EXECUTE format(c_update, p_target, v_plan.set_list, v_revive_set, c_rows,
+                                   v_plan.key_match, v_plan.changed, v_revive_if, c_one)
+                        USING v_stamp, v_row.pgferry_row;
+                    GET DIAGNOSTICS v_count = ROW_COUNT;
+                    updated := updated + v_count;
+                END IF;
                 EXECUTE format(c_insert, p_target, v_plan.target_list, v_plan.source_list, c_rows,
                                v_plan.key_match, c_one)
                     USING v_stamp, v_row.pgferry_row;
@@ -173,6 +180,6 @@ BEGIN
 END
 $function$;
 
-REVOKE ALL ON FUNCTION etl.merge_table(regclass, regclass, text[], boolean, bigint, text[]) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION etl.merge_table(regclass, regclass, text[], boolean, bigint, text[])
+REVOKE ALL ON FUNCTION etl.merge_table(regclass, regclass, text[], boolean, bigint, text[], boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION etl.merge_table(regclass, regclass, text[], boolean, bigint, text[], boolean)
     TO pgferry_worker, pgferry_owner;

@@ -1,0 +1,64 @@
+"""Harness settings from environment variables (and an optional env file), validated at start.
+
+Every variable, its default and an example are in the README's configuration reference.
+Secrets (AWS_SECRET_ACCESS_KEY, passwords in DATABASE_URL) are read by the libraries that use
+them and never printed: the models below keep only what is not secret, or hide it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from harness.settings import ConfigurationError
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+ENV_FILE = os.environ.get("PGFERRY_ENV_FILE")  # optional KEY=value file, environment wins
+
+
+def _config(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, env_file=ENV_FILE, extra="ignore")
+
+
+class S3Settings(BaseSettings):
+    """Where permit PDFs go. Credentials: the usual AWS_* variables, read by boto3."""
+
+    model_config = _config("S3_")
+
+    endpoint_url: str | None = Field(None, description="S3-compatible endpoint; AWS when unset")
+    bucket: str = Field(min_length=1, description="Bucket for permit PDFs")
+    prefix: str = Field("permits/", description="Key prefix for permit PDFs")
+    region: str = "us-east-1"
+
+
+class PermitSettings(BaseSettings):
+    model_config = _config("PERMITS_")
+
+    batch_size: int = Field(50, ge=1, le=1000, description="Permits claimed per batch")
+    upload_concurrency: int = Field(8, ge=1, le=64, description="Parallel S3 uploads")
+    lease_seconds: float = Field(300, gt=0, description="How long a claim is held")
+    max_attempts: int = Field(5, ge=1, description="Upload attempts before a dead letter")
+    retry_base_seconds: float = Field(30, ge=0, description="First retry delay")
+    retry_cap_seconds: float = Field(3600, ge=0, description="Longest retry delay")
+
+
+def worker_id() -> str:
+    """PGFERRY_WORKER_ID, or host:pid: unique per running worker, shown in leases."""
+    return os.environ.get("PGFERRY_WORKER_ID") or f"{socket.gethostname()}:{os.getpid()}"
+
+
+def load(model: type[SettingsT]) -> SettingsT:
+    """Build a settings model, turning validation errors into one clear message."""
+    try:
+        return model()
+    except ValidationError as error:
+        prefix = model.model_config.get("env_prefix", "")
+        problems = "; ".join(
+            f"{prefix}{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in error.errors()
+        )
+        raise ConfigurationError(problems) from error

@@ -1,0 +1,1 @@
+"""The permit pipeline: staged TPS permits and their PDFs into permit tables and S3."""

@@ -1,0 +1,64 @@
+"""Reconcile S3 with the permit tables: objects no document row or staged permit accounts for
+(orphans), documents whose object is missing, and objects whose size differs from the row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from harness.permits.store import ClaimedPermit
+from harness.permits.upload import PermitUploader
+
+
+@dataclass
+class Reconciliation:
+    objects: int = 0
+    documents: int = 0
+    orphans: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    size_mismatch: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.orphans or self.missing or self.size_mismatch)
+
+
+def reconcile(
+    connection: psycopg.Connection, client: Any, uploader: PermitUploader, *, delete: bool = False
+) -> Reconciliation:
+    objects = _objects(client, uploader.bucket, uploader.prefix)
+    documents = dict(
+        connection.execute(
+            "SELECT object_key, size_bytes FROM permit.document WHERE bucket = %s",
+            [uploader.bucket],
+        ).fetchall()
+    )
+    in_flight = {
+        uploader.object_key(ClaimedPermit(0, number, generation - 1, None, None, "upload", None))
+        for number, generation in connection.execute(
+            "SELECT permit_number, permit_generation FROM tps.staged_permit"
+            " WHERE permit_number IS NOT NULL AND permit_generation >= 1"
+        )
+    }
+    result = Reconciliation(objects=len(objects), documents=len(documents))
+    result.orphans = sorted(set(objects) - set(documents) - in_flight)
+    result.missing = sorted(set(documents) - set(objects))
+    result.size_mismatch = sorted(
+        key for key, size in documents.items() if key in objects and objects[key] != size
+    )
+    if delete:
+        for key in result.orphans:
+            client.delete_object(Bucket=uploader.bucket, Key=key)
+            result.deleted.append(key)
+    return result
+
+
+def _objects(client: Any, bucket: str, prefix: str) -> dict[str, int]:
+    sizes = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            sizes[item["Key"]] = item["Size"]
+    return sizes

@@ -1,0 +1,119 @@
+"""Wiring for `harness run permits`: settings, connections, progress, signals, the loop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from harness.config import PermitSettings, S3Settings, load, worker_id
+from harness.permits.consumer import PermitConsumer, RunTotals
+from harness.permits.store import PermitStore
+from harness.permits.upload import PermitUploader
+from harness.s3 import make_client
+from harness.wakeup import PollBackoff, wait_for_notification
+
+log = logging.getLogger(__name__)
+EXIT_OK, EXIT_DEAD_LETTERS = 0, 1
+
+
+def make_uploader() -> PermitUploader:
+    s3 = load(S3Settings)
+    return PermitUploader(make_client(s3.endpoint_url, s3.region), s3.bucket, s3.prefix)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """SIGTERM and Ctrl-C finish the current batch, then stop (no lease is left behind)."""
+    stop = threading.Event()
+    handler = lambda signum, frame: stop.set()  # noqa: E731
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_permits(database_url: str, console: Console, *, loop: bool = False) -> int:
+    """Drain the permit backlog (or keep draining with ``loop``); exit 1 if dead letters exist."""
+    settings = load(PermitSettings)
+    uploader = make_uploader()
+    with (
+        stop_on_signals() as stop,
+        psycopg.connect(database_url, autocommit=True) as connection,
+    ):
+        store = PermitStore(connection)
+        backlog = store.backlog()
+        waiting = backlog.claimable + backlog.leased + backlog.retry_later
+        console.print(
+            f"permits: {waiting} staged permit(s) waiting in completed runs"
+            f" ({backlog.retry_later} waiting to retry, {backlog.dead} dead letter(s))"
+        )
+        with _progress(console, waiting) as on_batch:
+            consumer = PermitConsumer(store, uploader, settings, worker_id(), stop, on_batch)
+            try:
+                totals = _loop(consumer, database_url, stop) if loop else consumer.drain()
+            finally:
+                consumer.close()
+        dead_letters = store.dead_letters()
+    _print_reconciliation(console, totals)
+    if totals.dead_letters:
+        console.print(f"permits: {len(dead_letters)} dead letter(s); requeue with `harness retry`:")
+        for dead in dead_letters[:20]:
+            console.print(
+                f"  staged row {dead.staged_permit_id} permit {dead.permit_number}"
+                f" generation {dead.permit_generation}: {dead.last_error}",
+                markup=False,
+            )
+        return EXIT_DEAD_LETTERS
+    return EXIT_OK
+
+
+def _loop(consumer: PermitConsumer, database_url: str, stop: threading.Event) -> RunTotals:
+    """Drain, then wait for a finished loader run (NOTIFY) or the next poll, until stopped."""
+    totals = RunTotals()
+    backoff = PollBackoff()
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute("LISTEN etl_process_ended")
+        while not stop.is_set():
+            run = consumer.drain(wait_for_leases=False)
+            _add(totals, run)
+            if run.claimed:
+                backoff.reset()
+            wait_for_notification(listener, backoff.next_delay(), stop)
+    return totals
+
+
+def _add(totals: RunTotals, run: RunTotals) -> None:
+    for name, value in vars(run).items():
+        setattr(totals, name, getattr(totals, name) + value)
+
+
+@contextmanager
+def _progress(console: Console, total: int) -> Iterator:
+    if not console.is_terminal:
+        yield lambda totals: None
+        return
+    columns = (TextColumn("permits"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("permits", total=total or None)
+        yield lambda totals: progress.update(
+            task, completed=totals.moved + totals.duplicates + totals.dead_letters
+        )
+
+
+def _print_reconciliation(console: Console, totals: RunTotals) -> None:
+    consumed = ", ".join(map(str, totals.processes_consumed)) or "none"
+    console.print(
+        f"permits: claimed {totals.claimed}, moved {totals.moved},"
+        f" duplicates {totals.duplicates}, rejected {totals.rejected}, dead {totals.dead},"
+        f" upload failures {totals.upload_failures}, lease lost {totals.lease_lost};"
+        f" processes consumed: {consumed}"
+    )

@@ -1,0 +1,106 @@
+"""Idempotent, verifiable PDF uploads.
+
+Keys are deterministic (prefix + permit number + revision), so a retried upload writes the
+same key. Each PUT carries the SHA-256 (the store verifies the body against it) and is
+create-only (If-None-Match: *). When the key exists already - a retry after a crash between
+upload and commit - the stored SHA-256 is compared: equal means done, different is an error a
+retry cannot fix.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from harness import failpoints
+from harness.permits.store import ClaimedPermit, Upload
+
+SHA256_METADATA = "sha256"
+
+
+class UploadError(Exception):
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class PermitUploader:
+    def __init__(self, client: Any, bucket: str, prefix: str) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix
+
+    def object_key(self, permit: ClaimedPermit) -> str:
+        number = quote(permit.tps_permit_number or "", safe="-._")
+        return f"{self.prefix}{number}/r{permit.revision}.pdf"
+
+    def upload(self, permit: ClaimedPermit) -> Upload:
+        pdf = permit.pdf or b""
+        digest = hashlib.sha256(pdf)
+        key = self.object_key(permit)
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=pdf,
+                ContentType="application/pdf",
+                ContentDisposition=f'attachment; filename="{quote(permit.file_name or "")}"',
+                ChecksumSHA256=base64.b64encode(digest.digest()).decode(),
+                Metadata={SHA256_METADATA: digest.hexdigest()},
+                IfNoneMatch="*",
+            )
+        except ClientError as error:
+            if _status(error) != 412:
+                raise UploadError(_describe(error, key), retryable=_retryable(error)) from error
+            self._verify_existing(key, digest.hexdigest())
+        except BotoCoreError as error:  # connection refused, timeouts, ...
+            raise UploadError(f"s3://{self.bucket}/{key}: {error}", retryable=True) from error
+        failpoints.reach("after_upload")
+        return Upload(
+            permit.staged_permit_id,
+            self.bucket,
+            key,
+            digest.hexdigest(),
+            len(pdf),
+            datetime.now(UTC),
+        )
+
+    def _verify_existing(self, key: str, sha256: str) -> None:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError) as error:
+            raise UploadError(f"s3://{self.bucket}/{key}: {error}", retryable=True) from error
+        stored = head.get("Metadata", {}).get(SHA256_METADATA)
+        if stored != sha256:
+            raise UploadError(
+                f"s3://{self.bucket}/{key} already exists with sha256 {stored}, "
+                f"this PDF has {sha256}; remove the stale object or fix the staged PDF",
+                retryable=False,
+            )
+
+
+def _status(error: ClientError) -> int:
+    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+# the body was damaged on the way: sending it again can succeed
+TRANSIT_ERRORS = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "RequestTimeout"}
+
+
+def _retryable(error: ClientError) -> bool:
+    """5xx, throttling, conflicts, damaged bodies and auth problems heal or get fixed; other
+    client errors (a malformed request) do not."""
+    status = _status(error)
+    code = error.response.get("Error", {}).get("Code", "")
+    return status >= 500 or status in (0, 401, 403, 408, 409, 429) or code in TRANSIT_ERRORS
+
+
+def _describe(error: ClientError, key: str) -> str:
+    details = error.response.get("Error", {})
+    code, message = details.get("Code", _status(error)), details.get("Message", "")
+    return f"s3 PUT {key}: {code} {message}".strip()
