@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import subprocess
+import sys
 import threading
+import urllib.parse
+import urllib.request
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,9 +71,7 @@ def load_run(
             [process_id, *row.values()],
         )
     if status != "running":
-        connection.execute(
-            "SELECT etl.end_process(%s, %s, %s)", [process_id, status, len(permits)]
-        )
+        connection.execute("SELECT etl.end_process(%s, %s, %s)", [process_id, status, len(permits)])
     return process_id
 
 
@@ -93,3 +99,80 @@ def object_keys(endpoint: str, bucket: str) -> list[str]:
     client = make_client(endpoint)
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
     return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+
+def run_harness(
+    env: dict[str, str], *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """Run the real `harness` command in its own process (a worker on another machine)."""
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def start_harness(env: dict[str, str], *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def worker_env(db_url: str, endpoint: str, bucket: str, **settings: object) -> dict[str, str]:
+    env = {
+        "DATABASE_URL": db_url,
+        "S3_ENDPOINT_URL": endpoint,
+        "S3_BUCKET": bucket,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    env.update({f"PERMITS_{k.upper()}": str(v) for k, v in {**FAST_SETTINGS, **settings}.items()})
+    return env
+
+
+def assert_each_permit_moved_once(
+    connection: psycopg.Connection, endpoint: str, bucket: str, permits: list[StagedPermit]
+) -> None:
+    """Every staged permit is in the target exactly once with its object and checksum, staging
+    is empty, no object is orphaned and the journal shows one move per permit."""
+    rows = connection.execute(
+        "SELECT p.tps_permit_number, d.object_key, d.sha256 FROM permit.permit p"
+        " JOIN permit.document d USING (document_id) ORDER BY 1"
+    ).fetchall()
+    assert [r[0] for r in rows] == sorted(p.permit_number for p in permits)
+    client = make_client(endpoint)
+    expected = {p.permit_number: hashlib.sha256(p.pdf).hexdigest() for p in permits}
+    for number, key, sha256 in rows:
+        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert sha256 == expected[number] == hashlib.sha256(body).hexdigest()
+    assert object_keys(endpoint, bucket) == sorted(r[1] for r in rows)
+    assert connection.execute("SELECT count(*) FROM tps.staged_permit").fetchone() == (0,)
+    moves = connection.execute(
+        "SELECT count(*), count(DISTINCT item_id) FROM etl.journal WHERE step = 'moved'"
+    ).fetchone()
+    assert moves == (len(permits), len(permits))
+
+
+def recorded_puts(endpoint: str, bucket: str) -> Counter[str]:
+    """PUT requests per object key that moto's request recorder saw for ``bucket``."""
+    data = urllib.request.urlopen(f"{endpoint}/moto-api/recorder/download-recording").read()
+    puts: Counter[str] = Counter()
+    for line in data.decode().splitlines():
+        request = json.loads(line)
+        path = urllib.parse.urlsplit(request["url"]).path
+        if request["method"] == "PUT" and path.startswith(f"/{bucket}/"):
+            puts[path.removeprefix(f"/{bucket}/")] += 1
+    return puts
+
+
+def start_recording(endpoint: str) -> None:
+    for action in ("reset-recording", "start-recording"):
+        request = urllib.request.Request(f"{endpoint}/moto-api/recorder/{action}", method="POST")
+        urllib.request.urlopen(request).read()

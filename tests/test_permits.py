@@ -83,9 +83,10 @@ def test_the_oldest_completed_run_goes_first(
     first = load_run(conn, numbered(3, start=1))
     second = load_run(conn, numbered(3, start=100))
     make_consumer(conn, s3_endpoint, bucket, batch_size=1).drain()
-    order = [row[0] for row in conn.execute(
-        "SELECT source_process_id FROM permit.permit ORDER BY permit_id"
-    )]
+    order = [
+        row[0]
+        for row in conn.execute("SELECT source_process_id FROM permit.permit ORDER BY permit_id")
+    ]
     assert order == [first] * 3 + [second] * 3
 
 
@@ -101,7 +102,10 @@ def test_redelivered_permits_are_duplicates_and_add_nothing(
 
     assert (totals.moved, totals.duplicates) == (0, 5)
     assert totals.processes_consumed == [later]
-    assert conn.execute("SELECT permit_id, updated_at FROM permit.permit ORDER BY 1").fetchall() == before
+    assert (
+        conn.execute("SELECT permit_id, updated_at FROM permit.permit ORDER BY 1").fetchall()
+        == before
+    )
     assert staged_count(conn) == 0
     assert len(object_keys(s3_endpoint, bucket)) == 5
 
@@ -111,15 +115,19 @@ def test_an_amendment_supersedes_the_earlier_revision(
 ) -> None:
     load_run(conn, [StagedPermit("P1", 1), StagedPermit("P2", 2)])  # P2 rev 1 arrives first
     make_consumer(conn, s3_endpoint, bucket).drain()
-    load_run(conn, [StagedPermit("P1", 2), StagedPermit("P2", 1), StagedPermit("P3", 1, service="V")])
+    load_run(
+        conn, [StagedPermit("P1", 2), StagedPermit("P2", 1), StagedPermit("P3", 1, service="V")]
+    )
     make_consumer(conn, s3_endpoint, bucket).drain()
 
     statuses = conn.execute(
         "SELECT tps_permit_number, revision, status FROM permit.permit ORDER BY 1, 2"
     ).fetchall()
     assert statuses == [
-        ("P1", 0, "superseded"), ("P1", 1, "issued"),
-        ("P2", 0, "superseded"), ("P2", 1, "issued"),
+        ("P1", 0, "superseded"),
+        ("P1", 1, "issued"),
+        ("P2", 0, "superseded"),
+        ("P2", 1, "issued"),
         ("P3", 0, "voided"),
     ]
 
@@ -142,9 +150,12 @@ def test_bad_rows_get_clear_errors_and_good_rows_still_land(
 
     assert (totals.moved, totals.rejected) == (3, 5)
     assert totals.processes_consumed == []  # dead letters keep the run open
-    errors = {row[0] for row in conn.execute(
-        "SELECT message FROM etl.error_log WHERE process_id = %s", [process_id]
-    )}
+    errors = {
+        row[0]
+        for row in conn.execute(
+            "SELECT message FROM etl.error_log WHERE process_id = %s", [process_id]
+        )
+    }
     assert errors == {
         "permit NULL generation 1 (staged row 3) rejected: permit_number: missing",
         "permit BADPDF generation 1 (staged row 4) rejected: pdf: not a PDF (starts with 0x3c68746d6c3e6e6f)",
@@ -175,6 +186,8 @@ def test_the_run_command_exits_1_and_names_dead_letters(
 
 
 def test_missing_configuration_exits_2_with_a_clear_message(db_url: str) -> None:
-    result = CliRunner().invoke(app, ["run", "permits"], env={"DATABASE_URL": db_url, "S3_BUCKET": ""})
+    result = CliRunner().invoke(
+        app, ["run", "permits"], env={"DATABASE_URL": db_url, "S3_BUCKET": ""}
+    )
     assert result.exit_code == 2
     assert "S3_BUCKET" in result.output

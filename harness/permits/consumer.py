@@ -21,6 +21,7 @@ from harness.permits.store import ClaimedPermit, Failure, PermitStore, Upload
 from harness.permits.upload import PermitUploader, UploadError
 
 log = logging.getLogger(__name__)
+LEASE_POLL_SECONDS = 1.0
 
 
 @dataclass
@@ -146,8 +147,9 @@ class PermitConsumer:
             )
 
     def _wait_until(self, moment: datetime | None) -> None:
-        """Wait for ``moment`` (a lease expiry), waking early on stop."""
+        """Wait for ``moment`` (the first lease to expire), at most LEASE_POLL_SECONDS: rows
+        leased by a live worker disappear sooner, and stop wakes the wait at once."""
         if moment is None:
             return
         seconds = (moment - datetime.now(UTC)).total_seconds()
-        self.stop.wait(min(max(seconds, 0.05), self.settings.lease_seconds))
+        self.stop.wait(min(max(seconds, 0.05), LEASE_POLL_SECONDS))

@@ -88,16 +88,23 @@ def _status(error: ClientError) -> int:
     return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
 
 
-# the body was damaged on the way: sending it again can succeed
-TRANSIT_ERRORS = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "RequestTimeout"}
+# the body was damaged on the way, or the store is misconfigured (an operator fixes it):
+# sending it again can succeed
+RETRYABLE_CODES = {
+    "BadDigest",
+    "InvalidDigest",
+    "XAmzContentSHA256Mismatch",
+    "RequestTimeout",
+    "NoSuchBucket",
+}
 
 
 def _retryable(error: ClientError) -> bool:
-    """5xx, throttling, conflicts, damaged bodies and auth problems heal or get fixed; other
-    client errors (a malformed request) do not."""
+    """5xx, throttling, conflicts, damaged bodies, auth and bucket problems heal or get fixed;
+    other client errors (a malformed request) do not."""
     status = _status(error)
     code = error.response.get("Error", {}).get("Code", "")
-    return status >= 500 or status in (0, 401, 403, 408, 409, 429) or code in TRANSIT_ERRORS
+    return status >= 500 or status in (0, 401, 403, 408, 409, 429) or code in RETRYABLE_CODES
 
 
 def _describe(error: ClientError, key: str) -> str:
