@@ -3,6 +3,7 @@ expired leases, conflicting objects, the object store going away."""
 
 from __future__ import annotations
 
+import signal
 import uuid
 from datetime import timedelta
 
@@ -189,3 +190,70 @@ def test_a_failing_store_is_retried_with_backoff_then_dead_lettered(db_url: str)
             "SELECT count(*) FROM etl.error_log WHERE object_name = 'harness permits upload'"
         ).fetchone()
         assert logged == (2,)
+
+
+def test_sigterm_finishes_the_batch_and_leaves_no_lease(
+    db_url: str, s3_endpoint: str, bucket: str
+) -> None:
+    permits = numbered(200)
+    with connect(db_url) as conn:
+        load_run(conn, permits)
+        conn.execute("LISTEN etl_test_moved")
+        conn.execute(
+            "CREATE FUNCTION notify_moved() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$BEGIN PERFORM pg_notify('etl_test_moved', ''); RETURN NULL; END$$;"
+            " CREATE TRIGGER notify_moved AFTER INSERT ON permit.permit"
+            " FOR EACH STATEMENT EXECUTE FUNCTION notify_moved()"
+        )
+        worker = start_harness(worker_env(db_url, s3_endpoint, bucket, batch_size=5), "run", "permits")
+        assert list(conn.notifies(timeout=30, stop_after=1))  # the first batch has moved
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+
+        state = conn.execute(
+            "SELECT count(*) FILTER (WHERE state = 'claimed'), count(*) FROM tps.staged_permit"
+        ).fetchone()
+        moved = conn.execute("SELECT count(*) FROM permit.permit").fetchone()[0]
+    assert state[0] == 0  # no lease left behind
+    assert 0 < moved < 200 and moved + state[1] == 200  # stopped early; nothing lost
+
+
+def test_reconcile_finds_and_removes_orphans_and_reports_missing_objects(
+    db_url: str, s3_endpoint: str, bucket: str
+) -> None:
+    with connect(db_url) as conn:
+        load_run(conn, numbered(3))
+        make_consumer(conn, s3_endpoint, bucket).drain()
+    client = make_client(s3_endpoint)
+    client.put_object(Bucket=bucket, Key="permits/ORPHAN/r0.pdf", Body=b"%PDF-1.4 %%EOF")
+    client.delete_object(Bucket=bucket, Key="permits/P00000001/r0.pdf")
+    env = worker_env(db_url, s3_endpoint, bucket)
+
+    found = run_harness(env, "permits", "reconcile")
+    assert found.returncode == 1
+    assert f"orphan: s3://{bucket}/permits/ORPHAN/r0.pdf" in found.stderr
+    assert f"missing: s3://{bucket}/permits/P00000001/r0.pdf" in found.stderr
+
+    run_harness(env, "permits", "reconcile", "--delete")
+    assert "permits/ORPHAN/r0.pdf" not in [
+        o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])
+    ]
+
+
+def test_the_loader_stages_permits_but_cannot_set_consumer_state(db_url: str) -> None:
+    with connect(db_url) as conn:
+        process_id = conn.execute("SELECT etl.start_process('permits')").fetchone()[0]
+        conn.execute("SET ROLE pgferry_loader")
+        conn.execute(
+            "INSERT INTO tps.staged_permit (process_id, permit_number, permit_generation, pdf)"
+            " VALUES (%s, 'P1', 1, '\\x25504446')", [process_id]
+        )
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(
+                "INSERT INTO tps.staged_permit (process_id, permit_number, state)"
+                " VALUES (%s, 'P2', 'dead')", [process_id]
+            )
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT * FROM permit.permit")
+        conn.execute("RESET ROLE")
+        assert conn.execute("SELECT step FROM etl.journal").fetchall() == [("staged",)]
