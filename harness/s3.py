@@ -40,4 +40,7 @@ def make_client(endpoint_url: str | None = None, region: str = "us-east-1") -> A
         retries={"mode": "standard", "max_attempts": 3},
         s3={"addressing_style": "path"},
     )
-    return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+    # a session of its own: credentials are read from the environment now, not cached from
+    # the first client this process made
+    session = boto3.session.Session()
+    return session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)

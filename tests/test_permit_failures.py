@@ -205,7 +205,9 @@ def test_sigterm_finishes_the_batch_and_leaves_no_lease(
             " CREATE TRIGGER notify_moved AFTER INSERT ON permit.permit"
             " FOR EACH STATEMENT EXECUTE FUNCTION notify_moved()"
         )
-        worker = start_harness(worker_env(db_url, s3_endpoint, bucket, batch_size=5), "run", "permits")
+        worker = start_harness(
+            worker_env(db_url, s3_endpoint, bucket, batch_size=5), "run", "permits"
+        )
         assert list(conn.notifies(timeout=30, stop_after=1))  # the first batch has moved
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=60) == 0
@@ -246,12 +248,14 @@ def test_the_loader_stages_permits_but_cannot_set_consumer_state(db_url: str) ->
         conn.execute("SET ROLE pgferry_loader")
         conn.execute(
             "INSERT INTO tps.staged_permit (process_id, permit_number, permit_generation, pdf)"
-            " VALUES (%s, 'P1', 1, '\\x25504446')", [process_id]
+            " VALUES (%s, 'P1', 1, '\\x25504446')",
+            [process_id],
         )
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(
                 "INSERT INTO tps.staged_permit (process_id, permit_number, state)"
-                " VALUES (%s, 'P2', 'dead')", [process_id]
+                " VALUES (%s, 'P2', 'dead')",
+                [process_id],
             )
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT * FROM permit.permit")

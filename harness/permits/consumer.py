@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +22,14 @@ from harness.permits.upload import PermitUploader, UploadError
 
 log = logging.getLogger(__name__)
 LEASE_POLL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """A claimed batch whose uploads are queued or running."""
+
+    permits: list[ClaimedPermit]
+    futures: list[Future[Upload | UploadError]]
 
 
 @dataclass
@@ -63,50 +71,62 @@ class PermitConsumer:
     def drain(self, *, wait_for_leases: bool = True) -> RunTotals:
         """Run batches until nothing is claimable. With ``wait_for_leases``, rows leased by
         other (possibly crashed) workers are waited for until they are moved or their lease
-        expires; rows waiting for a retry time are left for a later run."""
+        expires; rows waiting for a retry time are left for a later run.
+
+        Batches overlap: the next batch is claimed and its uploads queued before the previous
+        one is moved, so the upload threads never wait for the database."""
         totals = RunTotals()
-        while not self.stop.is_set():
-            if self.run_batch(totals):
+        in_flight: InFlight | None = None
+        while True:
+            claimed = [] if self.stop.is_set() else self._claim(totals)
+            next_flight = self._start_uploads(claimed) if claimed else None
+            if in_flight:
+                self._finish(in_flight, totals)
+            in_flight = next_flight
+            if in_flight or claimed:
                 continue
+            if self.stop.is_set():
+                break
             totals.processes_consumed += self.store.finish_drained_processes()
             backlog = self.store.backlog()
+            if backlog.claimable:
+                continue
             if not (wait_for_leases and backlog.leased):
                 break
             self._wait_until(backlog.next_wake)
         return totals
 
-    def run_batch(self, totals: RunTotals) -> bool:
-        """Claim and process one batch; False when there was nothing to claim."""
-        lease = timedelta(seconds=self.settings.lease_seconds)
-        claimed = self.store.claim(self.worker, self.settings.batch_size, lease)
-        failpoints.reach("after_claim")
-        if not claimed:
-            return False
-        totals.claimed += len(claimed)
-        totals.duplicates += sum(1 for p in claimed if p.outcome == "duplicate")
-        totals.rejected += sum(1 for p in claimed if p.outcome == "dead")
-        to_upload = [p for p in claimed if p.outcome == "upload"]
-        uploads, failures = self._upload_all(to_upload)
-        self._move(uploads, totals)
-        self._record(failures, totals)
-        log.info(
-            "permit batch done",
-            extra={"claimed": len(claimed), "uploaded": len(uploads), "failed": len(failures)},
-        )
-        self.on_batch(totals)
-        return True
-
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
-    def _upload_all(self, permits: list[ClaimedPermit]) -> tuple[list[Upload], list[Failure]]:
+    def _claim(self, totals: RunTotals) -> list[ClaimedPermit]:
+        lease = timedelta(seconds=self.settings.lease_seconds)
+        claimed = self.store.claim(self.worker, self.settings.batch_size, lease)
+        failpoints.reach("after_claim")
+        totals.claimed += len(claimed)
+        totals.duplicates += sum(1 for p in claimed if p.outcome == "duplicate")
+        totals.rejected += sum(1 for p in claimed if p.outcome == "dead")
+        return claimed
+
+    def _start_uploads(self, claimed: list[ClaimedPermit]) -> InFlight:
+        to_upload = [p for p in claimed if p.outcome == "upload"]
+        return InFlight(to_upload, [self._pool.submit(self._upload_one, p) for p in to_upload])
+
+    def _finish(self, flight: InFlight, totals: RunTotals) -> None:
         uploads, failures = [], []
-        for permit, outcome in zip(permits, self._pool.map(self._upload_one, permits), strict=True):
+        for permit, future in zip(flight.permits, flight.futures, strict=True):
+            outcome = future.result()
             if isinstance(outcome, Upload):
                 uploads.append(outcome)
             else:
                 failures.append(Failure(permit.staged_permit_id, str(outcome), outcome.retryable))
-        return uploads, failures
+        self._move(uploads, totals)
+        self._record(failures, totals)
+        log.info(
+            "permit batch done",
+            extra={"uploaded": len(uploads), "failed": len(failures), "moved": totals.moved},
+        )
+        self.on_batch(totals)
 
     def _upload_one(self, permit: ClaimedPermit) -> Upload | UploadError:
         try:
