@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -98,29 +99,45 @@ def harness_drain(url: str, endpoint: str, bucket: str, concurrency: int) -> tup
 
 
 def harness_rss(url: str, endpoint: str, bucket: str, concurrency: int) -> tuple[float, str]:
-    """Run `harness run permits` as its own process; its own peak RSS in MB (wait4)."""
+    """Run `harness run permits` as its own process; its own peak RSS in MB (wait4), and its
+    RSS sampled through the run (flat means memory does not grow with the backlog)."""
     env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "S3_ENDPOINT_URL": endpoint,
-        "S3_BUCKET": bucket,
-        "PERMITS_UPLOAD_CONCURRENCY": str(concurrency),
-        "PERMITS_BATCH_SIZE": "50",
+        **os.environ, "DATABASE_URL": url, "S3_ENDPOINT_URL": endpoint, "S3_BUCKET": bucket,
+        "PERMITS_UPLOAD_CONCURRENCY": str(concurrency), "PERMITS_BATCH_SIZE": "50",
     }
     started = time.perf_counter()
     worker = subprocess.Popen(
-        [sys.executable, "-m", "harness", "run", "permits"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-m", "harness", "run", "permits"], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
+    samples: list[float] = []
+    sampler = threading.Thread(target=_sample_rss, args=(worker.pid, samples), daemon=True)
+    sampler.start()
     stderr = worker.stderr.read()
     _, status, usage = os.wait4(worker.pid, 0)
     elapsed = time.perf_counter() - started
+    sampler.join()
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"harness run permits failed:\n{stderr}")
-    return usage.ru_maxrss / 1024, f"{elapsed:.1f} s; {stderr.strip().splitlines()[-1]}"
+    tenths = [max(samples[i * len(samples) // 10:(i + 1) * len(samples) // 10] or [0])
+              for i in range(10)]
+    profile = " ".join(f"{mb:.0f}" for mb in tenths)
+    return usage.ru_maxrss / 1024, (
+        f"{elapsed:.1f} s; RSS MB by tenth of the run: {profile};"
+        f" {stderr.strip().splitlines()[-1]}"
+    )
+
+
+def _sample_rss(pid: int, samples: list[float]) -> None:
+    status = f"/proc/{pid}/status"
+    while True:
+        try:
+            with open(status) as file:
+                line = next(line for line in file if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            return
+        samples.append(int(line.split()[1]) / 1024)
+        time.sleep(0.2)
 
 
 def main() -> None:

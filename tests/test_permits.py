@@ -149,6 +149,9 @@ def test_bad_rows_get_clear_errors_and_good_rows_still_land(
     totals = make_consumer(conn, s3_endpoint, bucket).drain()
 
     assert (totals.moved, totals.rejected) == (3, 5)
+    assert conn.execute("SELECT subject FROM etl.alert WHERE kind = 'dead_letter'").fetchall() == [
+        ("pgferry: 5 permit(s) dead-lettered (invalid staged data)",)
+    ]
     assert totals.processes_consumed == []  # dead letters keep the run open
     errors = {
         row[0]

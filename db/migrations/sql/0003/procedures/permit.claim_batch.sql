@@ -91,6 +91,9 @@ BEGIN
     SELECT 'permits', d.staged_permit_id, 'dead', d.process_id,
            jsonb_build_object('error', d.problem, 'error_id', d.error_id, 'retryable', false)
       FROM dead AS d;
+    PERFORM permit.alert_dead_letters(
+        ARRAY(SELECT c.staged_permit_id FROM pgferry_claimed AS c WHERE c.outcome = 'dead'),
+        'invalid staged data');
 
     -- duplicates of permits already moved: drop the staged row
     WITH duplicate AS (

@@ -129,6 +129,10 @@ BEGIN
       FROM pgferry_move_outcome AS o
      WHERE s.staged_permit_id = o.staged_permit_id AND o.outcome = 'dead';
 
+    PERFORM permit.alert_dead_letters(
+        ARRAY(SELECT o.staged_permit_id FROM pgferry_move_outcome AS o WHERE o.outcome = 'dead'),
+        'refused by permit.permit');
+
     DELETE FROM permit.document AS d
      USING pgferry_move_outcome AS o
      WHERE d.object_key = o.object_key AND o.outcome = 'dead'

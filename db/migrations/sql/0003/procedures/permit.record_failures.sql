@@ -56,6 +56,11 @@ BEGIN
                    p_row_key     => jsonb_build_object('staged_permit_id', u.staged_permit_id),
                    p_process_id  => u.process_id) AS error_id
           FROM updated AS u
+    ), alerted AS (
+        SELECT permit.alert_dead_letters(
+                   array_agg(l.staged_permit_id) FILTER (WHERE l.state = 'dead'),
+                   'upload attempts exhausted')
+          FROM logged AS l
     ), journaled AS (
         INSERT INTO etl.journal (pipeline, item_id, step, process_id, detail)
         SELECT 'permits', l.staged_permit_id,
@@ -68,7 +73,7 @@ BEGIN
     )
     SELECT count(*) FILTER (WHERE j.step = 'upload_failed'),
            count(*) FILTER (WHERE j.step = 'dead')
-      FROM journaled AS j;
+      FROM journaled AS j, (SELECT count(*) FROM alerted) AS alert_queued;
 END
 $function$;
 

@@ -1,0 +1,1 @@
+"""The `harness` subcommands, one module per area."""

@@ -1,0 +1,53 @@
+"""`harness extract`: obfuscated development extracts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harness.commands.common import console, require_database_url
+
+
+def extract(
+    tables: Annotated[list[str], typer.Argument(help="Tables to export, e.g. stg.client.")],
+    to: Annotated[
+        str, typer.Option("--to", help="A folder, or s3://bucket/prefix (S3_ENDPOINT_URL, AWS_*).")
+    ],
+    obfuscate: Annotated[
+        bool,
+        typer.Option(
+            "--obfuscate/--plain",
+            help="Mask the columns listed in etl.mask_rule (default) or export as is.",
+        ),
+    ] = True,
+) -> None:
+    """Export tables as gzipped CSV for development data, sensitive columns masked in SQL.
+
+    The hash salt comes from PGFERRY_MASK_SALT; keep it secret and stable so hashes stay joinable.
+    """
+    from harness import extract as extracting
+    from harness.s3 import S3Location
+
+    url = require_database_url()
+    salt = os.environ.get("PGFERRY_MASK_SALT", "")
+    if obfuscate and not salt:
+        console.print("[yellow]warning:[/] PGFERRY_MASK_SALT is not set; hashes are unsalted")
+    if to.startswith("s3://"):
+        uploaded = extracting.extract_to_s3(
+            url,
+            tables,
+            S3Location.parse(to),
+            endpoint_url=os.environ.get("S3_ENDPOINT_URL"),
+            obfuscate=obfuscate,
+            salt=salt,
+        )
+        for table, key in uploaded:
+            console.print(f"{table.table}: {table.rows} rows -> {to.split('/')[2]}/{key}")
+        return
+    report = lambda t: console.print(f"{t.table}: {t.rows} rows -> {t.path}")  # noqa: E731
+    extracting.extract_tables(
+        url, tables, Path(to), obfuscate=obfuscate, salt=salt, on_table=report
+    )

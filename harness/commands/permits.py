@@ -1,0 +1,95 @@
+"""`harness run permits` and `harness permits ...`: the permit pipeline."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import psycopg
+import typer
+
+from harness import logs
+from harness.commands.common import (
+    EXIT_CONFIG,
+    EXIT_PROBLEM,
+    configured,
+    console,
+    require_database_url,
+)
+
+permits_app = typer.Typer(help="Operate the permit pipeline.", no_args_is_help=True)
+
+
+def run_permits(
+    loop: Annotated[
+        bool, typer.Option("--loop", help="Keep running: wake on finished loader runs, poll.")
+    ] = False,
+) -> None:
+    """Move staged permits of completed loader runs into the permit tables and S3.
+
+    Exit 0 when every permit was handled, 1 when dead letters remain (listed), 2 on bad
+    configuration.
+    """
+    from harness.permits.service import run_permits as run
+
+    url = require_database_url()
+    logs.configure()
+    raise typer.Exit(configured(lambda: run(url, console, loop=loop)))
+
+
+@permits_app.command("dead")
+def permits_dead() -> None:
+    """List dead letters: permits that failed for good, with their last error."""
+    from harness.permits.store import PermitStore
+
+    with psycopg.connect(require_database_url(), autocommit=True) as connection:
+        dead = PermitStore(connection).dead_letters()
+    for letter in dead:
+        typer.echo(
+            f"{letter.staged_permit_id}\tprocess {letter.process_id}\tpermit"
+            f" {letter.permit_number} gen {letter.permit_generation}\tattempts {letter.attempts}"
+            f"\t{letter.dead_at:%Y-%m-%d %H:%M:%S}\t{letter.last_error}"
+        )
+    console.print(f"{len(dead)} dead letter(s)")
+
+
+@permits_app.command("requeue")
+def permits_requeue(
+    ids: Annotated[list[int] | None, typer.Argument(help="Staged row ids (see `dead`).")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Requeue every dead letter.")] = False,
+) -> None:
+    """Put dead letters back in the queue with a fresh attempt count."""
+    from harness.permits.store import PermitStore
+
+    if not ids and not all_:
+        console.print("name staged row ids, or pass --all")
+        raise typer.Exit(EXIT_CONFIG)
+    with psycopg.connect(require_database_url(), autocommit=True) as connection:
+        requeued = PermitStore(connection).requeue_dead(None if all_ else ids)
+    console.print(f"requeued {len(requeued)} permit(s): {requeued}")
+
+
+@permits_app.command("reconcile")
+def permits_reconcile(
+    delete: Annotated[
+        bool, typer.Option("--delete", help="Delete orphaned objects after listing them.")
+    ] = False,
+) -> None:
+    """Compare S3 with permit.document: orphaned objects, missing objects, size mismatches.
+
+    Exit 1 when anything is out of place (after --delete: when anything but deleted orphans is).
+    """
+    from harness.permits.reconcile import reconcile
+    from harness.permits.service import make_uploader
+
+    uploader = configured(make_uploader)
+    with psycopg.connect(require_database_url(), autocommit=True) as connection:
+        result = reconcile(connection, uploader.client, uploader, delete=delete)
+    for key in result.orphans:
+        console.print(f"orphan: s3://{uploader.bucket}/{key}" + (" (deleted)" if delete else ""))
+    for key in result.missing:
+        console.print(f"missing: s3://{uploader.bucket}/{key} (permit.document has it)")
+    for key in result.size_mismatch:
+        console.print(f"size mismatch: s3://{uploader.bucket}/{key}")
+    console.print(f"{result.objects} object(s), {result.documents} document(s)")
+    if result.missing or result.size_mismatch or (result.orphans and not delete):
+        raise typer.Exit(EXIT_PROBLEM)
