@@ -102,13 +102,20 @@ def harness_rss(url: str, endpoint: str, bucket: str, concurrency: int) -> tuple
     """Run `harness run permits` as its own process; its own peak RSS in MB (wait4), and its
     RSS sampled through the run (flat means memory does not grow with the backlog)."""
     env = {
-        **os.environ, "DATABASE_URL": url, "S3_ENDPOINT_URL": endpoint, "S3_BUCKET": bucket,
-        "PERMITS_UPLOAD_CONCURRENCY": str(concurrency), "PERMITS_BATCH_SIZE": "50",
+        **os.environ,
+        "DATABASE_URL": url,
+        "S3_ENDPOINT_URL": endpoint,
+        "S3_BUCKET": bucket,
+        "PERMITS_UPLOAD_CONCURRENCY": str(concurrency),
+        "PERMITS_BATCH_SIZE": "50",
     }
     started = time.perf_counter()
     worker = subprocess.Popen(
-        [sys.executable, "-m", "harness", "run", "permits"], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "harness", "run", "permits"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     samples: list[float] = []
     sampler = threading.Thread(target=_sample_rss, args=(worker.pid, samples), daemon=True)
@@ -119,12 +126,13 @@ def harness_rss(url: str, endpoint: str, bucket: str, concurrency: int) -> tuple
     sampler.join()
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"harness run permits failed:\n{stderr}")
-    tenths = [max(samples[i * len(samples) // 10:(i + 1) * len(samples) // 10] or [0])
-              for i in range(10)]
+    tenths = [
+        max(samples[i * len(samples) // 10 : (i + 1) * len(samples) // 10] or [0])
+        for i in range(10)
+    ]
     profile = " ".join(f"{mb:.0f}" for mb in tenths)
     return usage.ru_maxrss / 1024, (
-        f"{elapsed:.1f} s; RSS MB by tenth of the run: {profile};"
-        f" {stderr.strip().splitlines()[-1]}"
+        f"{elapsed:.1f} s; RSS MB by tenth of the run: {profile}; {stderr.strip().splitlines()[-1]}"
     )
 
 

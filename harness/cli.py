@@ -12,6 +12,7 @@ from harness.commands.common import console
 from harness.commands.db import db_app
 from harness.commands.extract import extract
 from harness.commands.permits import permits_app, run_permits
+from harness.commands.shipments import run_shipments
 
 app = typer.Typer(
     help="pgferry harness: deploy the SQL package and run the pipelines.",
@@ -23,6 +24,7 @@ run_app = typer.Typer(
     no_args_is_help=True,
 )
 run_app.command("permits")(run_permits)
+run_app.command("shipments")(run_shipments)
 app.add_typer(db_app, name="db")
 app.add_typer(run_app, name="run")
 app.add_typer(permits_app, name="permits")

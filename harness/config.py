@@ -11,7 +11,7 @@ import os
 import socket
 from typing import TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from harness.settings import ConfigurationError
@@ -44,6 +44,31 @@ class PermitSettings(BaseSettings):
     max_attempts: int = Field(5, ge=1, description="Upload attempts before a dead letter")
     retry_base_seconds: float = Field(30, ge=0, description="First retry delay")
     retry_cap_seconds: float = Field(3600, ge=0, description="Longest retry delay")
+
+
+class DetrackSettings(BaseSettings):
+    """The DeTrack API. The key is a secret: read from the environment, never printed."""
+
+    model_config = _config("DETRACK_")
+
+    api_key: SecretStr = Field(min_length=1, description="X-API-KEY for DeTrack")
+    base_url: str = Field("https://app.detrack.com/api/v2", description="API base URL")
+    rate_limit_per_minute: int = Field(60, ge=1, description="Client-side request limit")
+    timeout_seconds: float = Field(30, gt=0, description="Per-request timeout")
+    max_retries: int = Field(5, ge=0, description="Retries of a transient failure in a call")
+    retry_base_seconds: float = Field(1, ge=0, description="First in-call retry delay")
+    retry_cap_seconds: float = Field(60, ge=0, description="Longest in-call retry delay")
+
+
+class ShipmentSettings(BaseSettings):
+    model_config = _config("SHIPMENTS_")
+
+    claim_size: int = Field(500, ge=1, le=5000, description="Jobs claimed per round")
+    concurrency: int = Field(4, ge=1, le=32, description="DeTrack calls in flight")
+    lease_seconds: float = Field(300, gt=0, description="How long a claim is held")
+    max_attempts: int = Field(10, ge=1, description="Transient failures before a dead letter")
+    retry_base_seconds: float = Field(30, ge=0, description="First retry delay of a job")
+    retry_cap_seconds: float = Field(3600, ge=0, description="Longest retry delay of a job")
 
 
 def worker_id() -> str:

@@ -144,9 +144,7 @@ def test_dead_letters_are_listed_and_requeued(
         missing = make_consumer(conn, s3_endpoint, f"{bucket}-later", max_attempts=2)
         first = missing.drain()
         assert (first.moved, first.dead, first.upload_failures) == (0, 4, 8)
-        alerts = conn.execute(
-            "SELECT subject FROM etl.alert WHERE kind = 'dead_letter'"
-        ).fetchall()
+        alerts = conn.execute("SELECT subject FROM etl.alert WHERE kind = 'dead_letter'").fetchall()
         assert alerts == [("pgferry: 4 permit(s) dead-lettered (upload attempts exhausted)",)]
         env = worker_env(db_url, s3_endpoint, f"{bucket}-later")
         listed = run_harness(env, "permits", "dead")

@@ -1,0 +1,32 @@
+-- delivery.apply_assignment_rules: jobs still without a vehicle get one when a rule now
+-- matches; they become pending, so the dispatcher sends the assignment as an update.
+-- Finished deliveries are left alone. Returns how many jobs were assigned.
+CREATE OR REPLACE FUNCTION delivery.apply_assignment_rules()
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $function$
+DECLARE
+    v_assigned bigint;
+BEGIN
+    UPDATE delivery.job AS j
+       SET assign_to = m.vehicle, version = j.version + 1, sync_state = 'pending',
+           attempts = 0, next_attempt_at = now(), updated_at = clock_timestamp()
+      FROM (SELECT job_id, delivery.vehicle_for(postal_code, zone) AS vehicle
+              FROM delivery.job
+             WHERE assign_to IS NULL AND desired = 'present'
+               AND sync_state IN ('pending', 'synced')
+               AND coalesce(delivery_status, '') NOT IN ('completed', 'completed_partial', 'failed')
+           ) AS m
+     WHERE j.job_id = m.job_id AND m.vehicle IS NOT NULL;
+    GET DIAGNOSTICS v_assigned = ROW_COUNT;
+    IF v_assigned > 0 THEN
+        PERFORM pg_notify('delivery_job_pending', v_assigned::text);
+    END IF;
+    RETURN v_assigned;
+END
+$function$;
+
+REVOKE ALL ON FUNCTION delivery.apply_assignment_rules() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION delivery.apply_assignment_rules() TO pgferry_worker;

@@ -1,0 +1,1 @@
+"""The shipment pipeline: ERP shipments, mapped by triggers, dispatched to DeTrack."""

@@ -1,0 +1,265 @@
+"""DeTrack API v2 client: bulk create, batch update and delete, lookups, with the retry policy.
+
+Transient failures (429, 5xx, timeouts, connection errors) are retried inside a call with capped
+exponential backoff and full jitter, honouring Retry-After. Everything else is an answer: the
+caller gets the status and the full body and decides. Nothing here writes to the database.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from harness.shipments.limiter import SlidingWindowLimiter
+
+ALREADY_TAKEN = "is already taken"
+MAX_BATCH = 100  # DeTrack's limit for bulk create, batch update and batch delete
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 5
+    base_seconds: float = 1.0
+    cap_seconds: float = 60.0
+    max_retry_after_seconds: float = 300.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Full jitter (uniform in [0, min(cap, base * 2^attempt)]), never below Retry-After."""
+        backoff = random.uniform(0, min(self.cap_seconds, self.base_seconds * 2**attempt))
+        if retry_after is None:
+            return backoff
+        return max(backoff, min(retry_after, self.max_retry_after_seconds))
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    status: int
+    body: Any  # parsed JSON, or {"raw": text} when the body is not JSON
+    retry_after: float | None = None
+
+
+class TransientFailure(Exception):
+    """A call that still failed transiently after every retry; the jobs are tried again later."""
+
+    def __init__(self, message: str, status: int = 0, body: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    outcome: str  # created | updated | deleted | failed | retry | missing | kept
+    http_status: int
+    response: Any = None
+    error: str | None = None
+    detrack_id: str | None = None
+    retry_after: float | None = None
+
+
+def job_key(job: dict[str, Any]) -> tuple[str, str]:
+    return str(job.get("do_number")), str(job.get("date"))
+
+
+class DetrackClient:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        limiter: SlidingWindowLimiter,
+        policy: RetryPolicy | None = None,
+        timeout: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.limiter = limiter
+        self.policy = policy or RetryPolicy()
+        self._sleep = sleep
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"X-API-KEY": api_key, "Accept": "application/json"},
+            timeout=timeout,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- operations ----------------------------------------------------------------------------
+
+    def create_jobs(self, jobs: list[dict[str, Any]]) -> dict[tuple[str, str], JobOutcome]:
+        """POST /dn/jobs/bulk. Bulk create is not atomic: a 422 lists the jobs it created and
+        the ones it refused. "is already taken" is checked against DeTrack before it counts."""
+        response = self._call("POST", "/dn/jobs/bulk", json={"data": jobs})
+        if response.status not in (200, 201, 422) or not isinstance(response.body, dict):
+            return {job_key(job): _refused(response) for job in jobs}
+        outcomes = {
+            job_key(created): JobOutcome(
+                "created", response.status, created, None, created.get("id")
+            )
+            for created in response.body.get("data") or []
+            if isinstance(created, dict)
+        }
+        submitted = {job_key(job): job for job in jobs}
+        for error in response.body.get("errors") or []:
+            key = job_key(error)
+            if key in submitted:
+                outcomes[key] = self._settle_refused_create(submitted[key], error, response)
+        for key in submitted.keys() - outcomes.keys():
+            outcomes[key] = JobOutcome(
+                "retry", response.status, response.body, "not in DeTrack's answer"
+            )
+        return outcomes
+
+    def update_jobs(self, items: list[dict[str, Any]]) -> dict[tuple[str, str], JobOutcome]:
+        """PUT /dn/jobs with [{"do_number", "date", "data": {...}}]."""
+        response = self._call("PUT", "/dn/jobs", json={"data": items})
+        return self._per_item(items, response, ok="updated", on_codes={"not_found": "missing"})
+
+    def delete_jobs(self, keys: list[dict[str, Any]]) -> dict[tuple[str, str], JobOutcome]:
+        """DELETE /dn/jobs. A finished delivery cannot be deleted ("undeletable": kept); one
+        DeTrack no longer has is as good as deleted."""
+        response = self._call("DELETE", "/dn/jobs", json={"data": keys})
+        return self._per_item(
+            keys, response, ok="deleted", on_codes={"undeletable": "kept", "not_found": "deleted"}
+        )
+
+    def show_job(self, do_number: str, date: str) -> dict[str, Any] | None:
+        response = self._call(
+            "GET", "/dn/jobs/show/", params={"do_number": do_number, "date": date}
+        )
+        if response.status == 404:
+            return None
+        if response.status != 200 or not isinstance(response.body, dict):
+            raise TransientFailure(
+                f"GET job {do_number} {date}: HTTP {response.status}",
+                response.status,
+                response.body,
+            )
+        return response.body.get("data")
+
+    def job_statuses(self, do_numbers: list[str]) -> list[dict[str, Any]]:
+        """POST /dn/jobs/search: the current jobs for these DO numbers (≤ 100)."""
+        response = self._call(
+            "POST",
+            "/dn/jobs/search",
+            json={"data": {"do_numbers": do_numbers, "page": 1, "limit": MAX_BATCH}},
+        )
+        if response.status != 200 or not isinstance(response.body, dict):
+            raise TransientFailure(
+                f"search: HTTP {response.status}", response.status, response.body
+            )
+        return [job for job in response.body.get("data") or [] if isinstance(job, dict)]
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _settle_refused_create(
+        self, job: dict[str, Any], error: dict[str, Any], response: ApiResponse
+    ) -> JobOutcome:
+        codes = [code for item in error.get("errors") or [] for code in item.get("codes") or []]
+        if ALREADY_TAKEN not in codes:
+            return JobOutcome("failed", response.status, response.body, _describe(error))
+        existing = self.show_job(*job_key(job))
+        if existing is None:
+            return JobOutcome(
+                "retry",
+                response.status,
+                response.body,
+                "DeTrack says the DO number is taken but has no such job",
+            )
+        if _same_job(existing, job):
+            return JobOutcome("created", response.status, existing, None, existing.get("id"))
+        return JobOutcome(
+            "failed",
+            response.status,
+            {"refused": response.body, "existing": existing},
+            f"DO number {job.get('do_number')} on {job.get('date')} is taken by another job",
+        )
+
+    def _per_item(
+        self,
+        items: list[dict[str, Any]],
+        response: ApiResponse,
+        ok: str,
+        on_codes: dict[str, str],
+    ) -> dict[tuple[str, str], JobOutcome]:
+        if response.status == 200:
+            return {job_key(item): JobOutcome(ok, 200) for item in items}
+        if response.status != 422 or not isinstance(response.body, dict):
+            return {job_key(item): _refused(response) for item in items}
+        outcomes = {job_key(item): JobOutcome(ok, 422) for item in items}
+        for error in response.body.get("errors") or []:
+            codes = error.get("codes") or []
+            mapped = next((on_codes[c] for c in codes if c in on_codes), "failed")
+            outcomes[job_key(error)] = JobOutcome(
+                mapped, 422, response.body, None if mapped == ok else _describe(error)
+            )
+        return outcomes
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> ApiResponse:
+        """Send with retries for transient failures; any other answer is returned."""
+        failure = ""
+        for attempt in range(self.policy.max_retries + 1):
+            self.limiter.acquire()
+            retry_after = None
+            try:
+                raw = self._http.request(method, path, **kwargs)
+            except httpx.TimeoutException as error:
+                failure = f"{method} {path}: timeout ({type(error).__name__})"
+                status, body = 0, None
+            except httpx.TransportError as error:
+                failure = f"{method} {path}: connection error ({type(error).__name__}: {error})"
+                status, body = 0, None
+            else:
+                status, body = raw.status_code, _parse(raw)
+                retry_after = _retry_after(raw)
+                if status != 429 and status < 500:
+                    return ApiResponse(status, body, retry_after)
+                failure = f"{method} {path}: HTTP {status}"
+                if status == 429 and retry_after:
+                    self.limiter.delay_all(retry_after)
+            if attempt < self.policy.max_retries:
+                self._sleep(self.policy.delay(attempt, retry_after))
+        raise TransientFailure(f"{failure} after {self.policy.max_retries + 1} tries", status, body)
+
+
+def _refused(response: ApiResponse) -> JobOutcome:
+    """A whole call refused (400, 401, 403, 404 ...): never retried, the body kept."""
+    message = response.body.get("message") if isinstance(response.body, dict) else None
+    return JobOutcome(
+        "failed", response.status, response.body, f"HTTP {response.status}: {message or 'refused'}"
+    )
+
+
+def _describe(error: dict[str, Any]) -> str:
+    fields = error.get("errors")
+    if fields:
+        return "; ".join(f"{e.get('field')}: {', '.join(e.get('codes') or [])}" for e in fields)
+    return ", ".join(error.get("codes") or []) or json.dumps(error)[:500]
+
+
+def _same_job(existing: dict[str, Any], ours: dict[str, Any]) -> bool:
+    """The job DeTrack has under our DO number and date is ours when it carries our tracking
+    number (the shipment number), or, without one, our address."""
+    if existing.get("tracking_number"):
+        return str(existing.get("tracking_number")) == str(ours.get("tracking_number"))
+    return existing.get("address") == ours.get("address")
+
+
+def _parse(raw: httpx.Response) -> Any:
+    try:
+        return raw.json()
+    except ValueError:
+        return {"raw": raw.text[:10_000]}
+
+
+def _retry_after(raw: httpx.Response) -> float | None:
+    value = raw.headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

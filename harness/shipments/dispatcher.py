@@ -1,0 +1,175 @@
+"""The DeTrack dispatcher: claim pending jobs, send them in batches of up to 100, record every
+job's outcome; then read delivery statuses back.
+
+No job is created twice: a create whose answer was lost (timeout, dropped connection, 5xx after
+the server acted) is sent again, DeTrack answers "is already taken" for the jobs it has, and
+each of those is confirmed with a GET before it counts as created. DeTrack's own key
+(DO number, date) makes the second create impossible; the confirmation makes it visible.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from harness import failpoints
+from harness.shipments.client import MAX_BATCH, DetrackClient, JobOutcome, TransientFailure
+from harness.shipments.store import ClaimedJob, ShipmentStore
+
+log = logging.getLogger(__name__)
+IDENTITY_FIELDS = ("do_number", "date", "type")
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    claim_size: int = 500
+    concurrency: int = 4
+    lease_seconds: float = 300
+    max_attempts: int = 10
+    retry_base_seconds: float = 30
+    retry_cap_seconds: float = 3600
+
+
+@dataclass
+class DispatchTotals:
+    sent: int = 0
+    synced: int = 0
+    failed: int = 0
+    retrying: int = 0
+    dead: int = 0
+    assigned: int = 0
+    statuses: int = 0
+    calls: int = 0
+    failed_job_ids: list[int] = field(default_factory=list)
+
+
+class ShipmentDispatcher:
+    def __init__(
+        self,
+        store: ShipmentStore,
+        client: DetrackClient,
+        settings: DispatchSettings,
+        worker: str,
+        stop: threading.Event | None = None,
+        on_batch: Callable[[DispatchTotals], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.settings = settings
+        self.worker = worker
+        self.stop = stop or threading.Event()
+        self.on_batch = on_batch or (lambda totals: None)
+        self._pool = ThreadPoolExecutor(settings.concurrency, "pgferry-detrack")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def drain(self) -> DispatchTotals:
+        """Assign what the rules now cover, send everything pending that is due, then read
+        statuses back. Returns when nothing due is left (or on stop)."""
+        totals = DispatchTotals()
+        totals.assigned += self.store.apply_assignment_rules()
+        while not self.stop.is_set() and self.dispatch_batch(totals):
+            pass
+        if not self.stop.is_set():
+            self.poll_statuses(totals)
+        return totals
+
+    def dispatch_batch(self, totals: DispatchTotals) -> bool:
+        lease = timedelta(seconds=self.settings.lease_seconds)
+        claimed = self.store.claim(self.worker, self.settings.claim_size, lease)
+        if not claimed:
+            return False
+        chunks = [
+            (operation, batch)
+            for operation in ("create", "update", "delete")
+            for batch in _chunks([j for j in claimed if j.operation == operation], MAX_BATCH)
+        ]
+        results: list[dict[str, Any]] = []
+        for chunk_results in self._pool.map(lambda c: self._send(*c), chunks):
+            results += chunk_results
+        totals.calls += len(chunks)
+        failpoints.reach("before_record_results")
+        settled = self.store.record(
+            self.worker,
+            results,
+            self.settings.max_attempts,
+            timedelta(seconds=self.settings.retry_base_seconds),
+            timedelta(seconds=self.settings.retry_cap_seconds),
+        )
+        totals.sent += len(claimed)
+        totals.synced += settled.synced
+        totals.failed += settled.failed
+        totals.retrying += settled.retrying
+        totals.dead += settled.dead
+        totals.failed_job_ids += [r["job_id"] for r in results if r["outcome"] == "failed"]
+        self.on_batch(totals)
+        return True
+
+    def poll_statuses(self, totals: DispatchTotals, limit: int = MAX_BATCH) -> None:
+        """One search call for the jobs whose delivery status is oldest; changes flow to the
+        ERP through the delivery.job_to_erp trigger."""
+        due = self.store.awaiting_status(limit)
+        if not due:
+            return
+        try:
+            jobs = self.client.job_statuses(due)
+        except TransientFailure as error:
+            log.warning("status poll failed", extra={"error": str(error)})
+            return
+        statuses = [
+            {"do_number": j.get("do_number"), "date": j.get("date"), "status": j.get("status")}
+            for j in jobs
+        ]
+        totals.statuses += self.store.record_statuses(statuses)
+
+    def _send(self, operation: str, jobs: list[ClaimedJob]) -> list[dict[str, Any]]:
+        try:
+            outcomes = self._call(operation, jobs)
+        except TransientFailure as error:
+            outcome = JobOutcome("retry", error.status, _jsonable(error.body), str(error))
+            outcomes = {(job.do_number, job.date): outcome for job in jobs}
+        return [_result(job, outcomes.get((job.do_number, job.date))) for job in jobs]
+
+    def _call(self, operation: str, jobs: list[ClaimedJob]) -> dict[tuple[str, str], JobOutcome]:
+        if operation == "create":
+            return self.client.create_jobs([job.payload for job in jobs])
+        keys = [{"do_number": job.do_number, "date": job.date} for job in jobs]
+        if operation == "delete":
+            return self.client.delete_jobs(keys)
+        updates = [
+            {**key, "data": {k: v for k, v in job.payload.items() if k not in IDENTITY_FIELDS}}
+            for key, job in zip(keys, jobs, strict=True)
+        ]
+        return self.client.update_jobs(updates)
+
+
+def _result(job: ClaimedJob, outcome: JobOutcome | None) -> dict[str, Any]:
+    if outcome is None:
+        outcome = JobOutcome("retry", 0, None, "no answer for this job")
+    return {
+        "job_id": job.job_id,
+        "version": job.version,
+        "outcome": outcome.outcome,
+        "detrack_id": outcome.detrack_id,
+        "http_status": outcome.http_status,
+        "response": _jsonable(outcome.response),
+        "error": outcome.error,
+        "retry_after_seconds": outcome.retry_after,
+    }
+
+
+def _jsonable(body: Any) -> Any:
+    """Keep the full response, JSON or not (an HTML 500 is stored as {"raw": ...})."""
+    if body is None or isinstance(body, dict | list):
+        return body
+    return {"raw": str(body)}
+
+
+def _chunks(jobs: list[ClaimedJob], size: int) -> list[list[ClaimedJob]]:
+    return [jobs[i : i + size] for i in range(0, len(jobs), size)]

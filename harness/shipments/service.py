@@ -1,0 +1,85 @@
+"""Wiring for `harness run shipments`: settings, client, dispatcher, the wake-up loop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import psycopg
+from rich.console import Console
+
+from harness.config import DetrackSettings, ShipmentSettings, load, worker_id
+from harness.permits.service import stop_on_signals
+from harness.shipments.client import DetrackClient, RetryPolicy
+from harness.shipments.dispatcher import DispatchSettings, DispatchTotals, ShipmentDispatcher
+from harness.shipments.limiter import SlidingWindowLimiter
+from harness.shipments.store import ShipmentStore
+from harness.wakeup import PollBackoff, wait_for_notification
+
+log = logging.getLogger(__name__)
+EXIT_OK, EXIT_FAILED_JOBS = 0, 1
+NOTIFY_CHANNEL = "delivery_job_pending"
+
+
+def make_client(settings: DetrackSettings) -> DetrackClient:
+    return DetrackClient(
+        settings.base_url,
+        settings.api_key.get_secret_value(),
+        SlidingWindowLimiter(settings.rate_limit_per_minute),
+        RetryPolicy(settings.max_retries, settings.retry_base_seconds, settings.retry_cap_seconds),
+        settings.timeout_seconds,
+    )
+
+
+def dispatch_settings(settings: ShipmentSettings) -> DispatchSettings:
+    return DispatchSettings(**settings.model_dump())
+
+
+def run_shipments(database_url: str, console: Console, *, loop: bool = False) -> int:
+    """Send pending DeTrack jobs (and keep doing so with ``loop``); exit 1 naming failed jobs."""
+    client = make_client(load(DetrackSettings))
+    settings = dispatch_settings(load(ShipmentSettings))
+    with stop_on_signals() as stop, psycopg.connect(database_url, autocommit=True) as connection:
+        store = ShipmentStore(connection)
+        console.print(f"shipments: {store.pending_count()} job(s) pending")
+        dispatcher = ShipmentDispatcher(store, client, settings, worker_id(), stop)
+        try:
+            totals = _loop(dispatcher, database_url, stop) if loop else dispatcher.drain()
+        finally:
+            dispatcher.close()
+            client.close()
+        failed = [job for job in store.failed_jobs() if job.job_id in totals.failed_job_ids]
+    console.print(
+        f"shipments: sent {totals.sent} in {totals.calls} call(s), synced {totals.synced},"
+        f" failed {totals.failed}, retrying {totals.retrying}, dead {totals.dead},"
+        f" newly assigned {totals.assigned}, delivery statuses updated {totals.statuses}"
+    )
+    if totals.failed or totals.dead:
+        console.print("shipments: jobs DeTrack refused or that ran out of attempts:")
+        for job in failed:
+            console.print(
+                f"  job {job.job_id} (shipment {job.shipment_number}): {job.sync_state},"
+                f" HTTP {job.last_status}: {job.last_error}",
+                markup=False,
+            )
+        return EXIT_FAILED_JOBS
+    return EXIT_OK
+
+
+def _loop(
+    dispatcher: ShipmentDispatcher, database_url: str, stop: threading.Event
+) -> DispatchTotals:
+    """Drain, then sleep until a trigger's NOTIFY or the next poll (1 s doubling to 300 s,
+    back to 1 s as soon as work is found)."""
+    totals = DispatchTotals()
+    backoff = PollBackoff()
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        while not stop.is_set():
+            run = dispatcher.drain()
+            for name, value in vars(run).items():
+                setattr(totals, name, getattr(totals, name) + value)
+            if run.sent or run.statuses:
+                backoff.reset()
+            wait_for_notification(listener, backoff.next_delay(), stop)
+    return totals

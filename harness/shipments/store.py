@@ -1,0 +1,98 @@
+"""The shipment pipeline's SQL API, one method per routine; each call is one transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+FINAL_STATUSES = ("completed", "completed_partial", "failed")
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    job_id: int
+    operation: str  # create | update | delete
+    version: int
+    do_number: str
+    date: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Settled:
+    synced: int
+    failed: int
+    retrying: int
+    dead: int
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    job_id: int
+    shipment_number: int
+    sync_state: str
+    last_status: int | None
+    last_error: str | None
+
+
+class ShipmentStore:
+    def __init__(self, connection: psycopg.Connection) -> None:
+        self.connection = connection
+
+    def claim(self, worker: str, limit: int, lease: timedelta) -> list[ClaimedJob]:
+        with self.connection.cursor(row_factory=class_row(ClaimedJob)) as cursor:
+            return cursor.execute(
+                "SELECT * FROM delivery.claim_jobs(%s, %s, %s)", [worker, limit, lease]
+            ).fetchall()
+
+    def record(
+        self,
+        worker: str,
+        results: list[dict[str, Any]],
+        max_attempts: int,
+        backoff_base: timedelta,
+        backoff_cap: timedelta,
+    ) -> Settled:
+        row = self.connection.execute(
+            "SELECT * FROM delivery.record_results(%s, %s, %s, %s, %s)",
+            [worker, Jsonb(results), max_attempts, backoff_base, backoff_cap],
+        ).fetchone()
+        return Settled(*row)
+
+    def apply_assignment_rules(self) -> int:
+        return self.connection.execute("SELECT delivery.apply_assignment_rules()").fetchone()[0]
+
+    def awaiting_status(self, limit: int) -> list[str]:
+        """DO numbers of jobs DeTrack has whose delivery is not finished, least recently
+        checked first."""
+        rows = self.connection.execute(
+            "SELECT DISTINCT ON (remote_do_number) remote_do_number FROM ("
+            "  SELECT remote_do_number FROM delivery.job"
+            "   WHERE remote = 'created' AND desired = 'present'"
+            "     AND coalesce(delivery_status, '') <> ALL (%s)"
+            "   ORDER BY status_checked_at NULLS FIRST LIMIT %s) AS due",
+            [list(FINAL_STATUSES), limit],
+        )
+        return [row[0] for row in rows]
+
+    def record_statuses(self, statuses: list[dict[str, Any]]) -> int:
+        return self.connection.execute(
+            "SELECT delivery.record_statuses(%s)", [Jsonb(statuses)]
+        ).fetchone()[0]
+
+    def failed_jobs(self) -> list[FailedJob]:
+        with self.connection.cursor(row_factory=class_row(FailedJob)) as cursor:
+            return cursor.execute(
+                "SELECT job_id, shipment_number, sync_state, last_status, last_error"
+                " FROM delivery.job WHERE sync_state IN ('failed', 'dead') ORDER BY job_id"
+            ).fetchall()
+
+    def pending_count(self) -> int:
+        return self.connection.execute(
+            "SELECT count(*) FROM delivery.job WHERE sync_state = 'pending'"
+        ).fetchone()[0]

@@ -1,0 +1,102 @@
+"""Helpers for shipment pipeline tests: play the ERP, build dispatchers against the fake."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from typing import Any
+
+import psycopg
+
+from harness.detrack_fake import DetrackFake
+from harness.shipments.client import DetrackClient, RetryPolicy
+from harness.shipments.dispatcher import DispatchSettings, ShipmentDispatcher
+from harness.shipments.limiter import SlidingWindowLimiter
+from harness.shipments.store import ShipmentStore
+
+API_KEY = "test-key"
+FAST_DISPATCH = DispatchSettings(
+    claim_size=500,
+    concurrency=2,
+    lease_seconds=60,
+    max_attempts=5,
+    retry_base_seconds=0,
+    retry_cap_seconds=0,
+)
+_numbers = itertools.count(1000)
+
+SHIPMENT_COLUMNS = (
+    "shipment_number",
+    "job_number",
+    "ship_via",
+    "is_partial",
+    "ship_name",
+    "ship_address_1",
+    "ship_city",
+    "ship_postal_code",
+    "ship_country",
+    "ship_zone",
+    "ship_phone",
+    "ship_email",
+    "scheduled_ship_date",
+)
+
+
+def shipment(**overrides: Any) -> dict[str, Any]:
+    """A qualifying ERP shipment (ship via 10005, partial), unique number and DO number."""
+    number = overrides.pop("shipment_number", next(_numbers))
+    row = {
+        "shipment_number": number,
+        "job_number": f"DO-{number}",
+        "ship_via": "10005",
+        "is_partial": True,
+        "ship_name": f"Customer {number}",
+        "ship_address_1": f"{number} Government St",
+        "ship_city": "Victoria",
+        "ship_postal_code": "V8W 1A1",
+        "ship_country": "Canada",
+        "ship_zone": "south",
+        "ship_phone": "250-555-0100",
+        "ship_email": f"c{number}@example.com",
+        "scheduled_ship_date": "2026-11-23",
+    }
+    row.update(overrides)
+    return row
+
+
+def insert_shipments(connection: psycopg.Connection, rows: list[dict[str, Any]]) -> None:
+    """One ERP INSERT statement for all rows, as a bulk ERP import would do."""
+    columns = ", ".join(SHIPMENT_COLUMNS)
+    values = ", ".join("(" + ", ".join(["%s"] * len(SHIPMENT_COLUMNS)) + ")" for _ in rows)
+    params = [row[c] for row in rows for c in SHIPMENT_COLUMNS]
+    connection.execute(f"INSERT INTO erp.shipment ({columns}) VALUES {values}", params)
+
+
+def make_client(fake: DetrackFake, timeout: float = 2.0, max_retries: int = 4) -> DetrackClient:
+    return DetrackClient(
+        fake.base_url,
+        API_KEY,
+        SlidingWindowLimiter(100_000),
+        RetryPolicy(max_retries=max_retries, base_seconds=0.01, cap_seconds=0.05),
+        timeout=timeout,
+    )
+
+
+def make_dispatcher(
+    connection: psycopg.Connection,
+    fake: DetrackFake,
+    worker: str = "dispatcher",
+    stop: threading.Event | None = None,
+    settings: DispatchSettings = FAST_DISPATCH,
+    **client_options: Any,
+) -> ShipmentDispatcher:
+    return ShipmentDispatcher(
+        ShipmentStore(connection), make_client(fake, **client_options), settings, worker, stop
+    )
+
+
+def job_row(connection: psycopg.Connection, shipment_number: int) -> dict[str, Any]:
+    with connection.cursor(row_factory=psycopg.rows.dict_row) as cursor:
+        return cursor.execute(
+            "SELECT * FROM delivery.job WHERE shipment_number = %s", [shipment_number]
+        ).fetchone()

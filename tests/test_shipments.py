@@ -1,0 +1,223 @@
+"""The shipment pipeline: ERP triggers -> jobs -> DeTrack fake over real HTTP -> status back."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.detrack_fake import DetrackFake
+from tests.pg import connect
+from tests.shipment_support import (
+    API_KEY,
+    insert_shipments,
+    job_row,
+    make_dispatcher,
+    shipment,
+)
+
+
+@pytest.fixture
+def fake() -> DetrackFake:
+    with DetrackFake(api_key=API_KEY, rate_limit_per_minute=100_000) as server:
+        yield server
+
+
+@pytest.fixture
+def conn(db_url: str) -> psycopg.Connection:
+    with connect(db_url) as connection:
+        yield connection
+
+
+def test_qualifying_shipments_become_jobs_and_bad_rows_never_fail_the_erp(
+    conn: psycopg.Connection,
+) -> None:
+    good = [shipment(), shipment(ship_via="1005")]
+    other = [shipment(ship_via="UPS"), shipment(is_partial=False)]
+    bad = [shipment(ship_address_1=None), shipment(ship_phone="9" * 40)]
+
+    insert_shipments(conn, [*good, *bad, *other])  # one ERP statement; it must succeed
+
+    jobs = conn.execute("SELECT shipment_number FROM delivery.job ORDER BY 1").fetchall()
+    assert jobs == [(good[0]["shipment_number"],), (good[1]["shipment_number"],)]
+    errors = conn.execute(
+        "SELECT row_key->>'shipment_number', sqlstate, detail FROM etl.error_log ORDER BY 1"
+    ).fetchall()
+    assert [(int(n), s) for n, s, _ in errors] == [
+        (bad[0]["shipment_number"], "23502"),
+        (bad[1]["shipment_number"], "22001"),
+    ]
+    assert errors[0][2].endswith("field: ship_address_1")
+    assert errors[1][2] == "field: ship_phone"
+    assert conn.execute("SELECT count(*) FROM erp.shipment").fetchone() == (6,)
+
+
+def test_only_real_changes_make_a_job_pending(conn: psycopg.Connection) -> None:
+    row = shipment()
+    insert_shipments(conn, [row])
+    number = row["shipment_number"]
+    before = job_row(conn, number)["version"]
+
+    conn.execute("UPDATE erp.shipment SET last_modified = now(), shipped = false")
+    assert job_row(conn, number)["version"] == before
+
+    conn.execute("UPDATE erp.shipment SET ship_phone = '250-555-0199'")
+    job = job_row(conn, number)
+    assert job["version"] == before + 1 and job["payload"]["phone_number"] == "250-555-0199"
+
+
+def test_jobs_are_created_updated_and_cancelled_in_detrack(
+    conn: psycopg.Connection, fake: DetrackFake
+) -> None:
+    rows = [shipment() for _ in range(3)]
+    insert_shipments(conn, rows)
+    conn.execute(
+        "INSERT INTO erp.package VALUES (1, %s, '10005', 'SKU-1', 'Pallet', 2)",
+        [rows[0]["shipment_number"]],
+    )
+    dispatcher = make_dispatcher(conn, fake)
+
+    created = dispatcher.drain()
+    assert (created.sent, created.synced, created.calls) == (3, 3, 1)  # one bulk call
+    remote = fake.job(rows[0]["job_number"], "2026-11-23")
+    assert remote["items"] == [{"sku": "SKU-1", "description": "Pallet", "quantity": 2}]
+    assert remote["address"] == f"{rows[0]['ship_address_1']}, Victoria, Canada"
+    assert job_row(conn, rows[0]["shipment_number"])["detrack_id"] == remote["id"]
+
+    conn.execute(
+        "UPDATE erp.shipment SET ship_instructions = 'Leave at back door'"
+        " WHERE shipment_number = %s",
+        [rows[1]["shipment_number"]],
+    )
+    conn.execute(
+        "UPDATE erp.shipment SET ship_via = 'UPS' WHERE shipment_number = %s",
+        [rows[2]["shipment_number"]],
+    )
+    changed = dispatcher.drain()
+    assert (changed.sent, changed.synced) == (2, 2)
+    assert fake.job(rows[1]["job_number"], "2026-11-23")["instructions"] == "Leave at back door"
+    assert fake.job(rows[2]["job_number"], "2026-11-23") is None  # cancelled
+
+    conn.execute(
+        "DELETE FROM erp.shipment WHERE shipment_number = %s", [rows[1]["shipment_number"]]
+    )
+    dispatcher.drain()
+    assert fake.job(rows[1]["job_number"], "2026-11-23") is None
+    assert [job["do_number"] for job in fake.jobs()] == [rows[0]["job_number"]]
+    assert all(fake.create_count(r["job_number"], "2026-11-23") == 1 for r in rows)
+
+
+def test_statuses_flow_back_and_a_completed_delivery_is_never_deleted(
+    conn: psycopg.Connection, fake: DetrackFake
+) -> None:
+    row = shipment()
+    insert_shipments(conn, [row])
+    dispatcher = make_dispatcher(conn, fake)
+    dispatcher.drain()
+
+    fake.set_status(row["job_number"], "2026-11-23", "completed")
+    totals = dispatcher.drain()
+    assert totals.statuses == 1
+    erp = conn.execute(
+        "SELECT delivery_status, shipped, delivered_at IS NOT NULL FROM erp.shipment"
+    ).fetchone()
+    assert erp == ("completed", True, True)
+
+    conn.execute("UPDATE erp.shipment SET ship_via = 'UPS'")  # stops qualifying: a cancel
+    requests_before = len(fake.requests())
+    dispatcher.drain()
+    assert fake.job(row["job_number"], "2026-11-23")["status"] == "completed"
+    assert not [r for r in fake.requests()[requests_before:] if r.method == "DELETE"]
+    assert job_row(conn, row["shipment_number"])["last_error"] == (
+        "not cancelled: the delivery is already completed"
+    )
+    steps = [
+        r[0]
+        for r in conn.execute(
+            "SELECT step FROM etl.journal WHERE pipeline = 'shipments' ORDER BY journal_id"
+        )
+    ]
+    assert steps == ["created", "status", "delivered"]  # info_recv, then completed
+
+
+def test_a_refused_job_is_failed_with_the_full_body_and_the_rest_are_created(
+    conn: psycopg.Connection, fake: DetrackFake
+) -> None:
+    rows = [shipment() for _ in range(3)]
+    # someone created another job under the second DO number in the DeTrack dashboard
+    dispatcher = make_dispatcher(conn, fake)
+    dispatcher.client.create_jobs(
+        [
+            {
+                "do_number": rows[1]["job_number"],
+                "date": "2026-11-23",
+                "address": "elsewhere",
+                "tracking_number": "not ours",
+            }
+        ]
+    )
+    insert_shipments(conn, rows)
+
+    totals = dispatcher.drain()
+
+    assert (totals.synced, totals.failed) == (2, 1)
+    refused = job_row(conn, rows[1]["shipment_number"])
+    assert refused["sync_state"] == "failed" and refused["last_status"] == 422
+    assert refused["last_response"]["refused"]["code"] == "validation_failed"
+    assert refused["last_response"]["existing"]["tracking_number"] == "not ours"
+    assert "is taken by another job" in refused["last_error"]
+    assert fake.job(rows[0]["job_number"], "2026-11-23") is not None
+    # refused jobs are not retried: the next run sends nothing
+    assert make_dispatcher(conn, fake).drain().sent == 0
+
+
+def test_the_run_command_exits_1_and_names_refused_jobs(db_url: str, fake: DetrackFake) -> None:
+    rows = [shipment(), shipment()]
+    with connect(db_url) as conn:
+        make_dispatcher(conn, fake).client.create_jobs(
+            [
+                {
+                    "do_number": rows[0]["job_number"],
+                    "date": "2026-11-23",
+                    "address": "x",
+                    "tracking_number": "someone else",
+                }
+            ]
+        )
+        insert_shipments(conn, rows)
+        job_id = job_row(conn, rows[0]["shipment_number"])["job_id"]
+    env = {"DATABASE_URL": db_url, "DETRACK_BASE_URL": fake.base_url, "DETRACK_API_KEY": API_KEY}
+    result = CliRunner().invoke(app, ["run", "shipments"], env=env)
+    assert result.exit_code == 1, result.output
+    assert (
+        f"job {job_id} (shipment {rows[0]['shipment_number']}): failed, HTTP 422" in result.output
+    )
+
+    missing_key = CliRunner().invoke(app, ["run", "shipments"], env={**env, "DETRACK_API_KEY": ""})
+    assert missing_key.exit_code == 2
+    assert "DETRACK_API_KEY" in missing_key.output
+
+
+def test_assignment_rules_at_creation_and_later(
+    conn: psycopg.Connection, fake: DetrackFake
+) -> None:
+    conn.execute(
+        "INSERT INTO delivery.assignment_rule (postcode_prefix, vehicle)"
+        " VALUES ('V8W', 'Truck V8W')"
+    )
+    covered, uncovered = shipment(), shipment(ship_postal_code="V9A 3B3", ship_zone="north")
+    insert_shipments(conn, [covered, uncovered])
+    dispatcher = make_dispatcher(conn, fake)
+    dispatcher.drain()
+    assert fake.job(covered["job_number"], "2026-11-23")["assign_to"] == "Truck V8W"
+    assert "assign_to" not in fake.job(uncovered["job_number"], "2026-11-23")
+
+    conn.execute(
+        "INSERT INTO delivery.assignment_rule (zone, vehicle, priority)"
+        " VALUES ('north', 'Truck North', 10)"
+    )
+    totals = dispatcher.drain()
+    assert totals.assigned == 1
+    assert fake.job(uncovered["job_number"], "2026-11-23")["assign_to"] == "Truck North"
+    assert fake.job(covered["job_number"], "2026-11-23")["assign_to"] == "Truck V8W"
