@@ -841,3 +841,34 @@ class _Handler(BaseHTTPRequestHandler):
         """Close without a byte of response: the client sees a protocol or reset error."""
         self.close_connection = True
         return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m harness.detrack_fake --port 0 --rate-limit 60`: serve until interrupted,
+    printing the base URL first (benchmarks run the fake in its own process)."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description="DeTrack API v2 fake on 127.0.0.1")
+    parser.add_argument("--api-key", default="test-key")
+    parser.add_argument("--rate-limit", type=int, default=60, help="requests per minute")
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="run the rate-limit clock this many times faster (10: a minute lasts 6 s)",
+    )
+    args = parser.parse_args(argv)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    scaled_clock = lambda: time.monotonic() * args.time_scale  # noqa: E731
+    with DetrackFake(
+        api_key=args.api_key, rate_limit_per_minute=args.rate_limit, clock=scaled_clock
+    ) as fake:
+        print(fake.base_url, flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            stopped.wait()
+
+
+if __name__ == "__main__":
+    main()

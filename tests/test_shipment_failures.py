@@ -161,10 +161,22 @@ def test_the_limiter_allows_a_full_window_then_waits_for_the_oldest_slot() -> No
         slept.append(seconds)
         now[0] += seconds
 
-    limiter = SlidingWindowLimiter(60, clock=lambda: now[0], sleep=sleep)
+    limiter = SlidingWindowLimiter(60, clock=lambda: now[0], sleep=sleep, margin=0)
     for _ in range(60):
         limiter.acquire()
         now[0] += 0.5  # 60 requests in 30 s
     assert slept == []
     limiter.acquire()  # the 61st waits until the first leaves the 60 s window
     assert slept == [pytest.approx(30.0)]
+
+
+def test_the_limiter_keeps_a_margin_for_requests_still_in_flight() -> None:
+    now = [0.0]
+    slept: list[float] = []
+    limiter = SlidingWindowLimiter(
+        2, clock=lambda: now[0], sleep=lambda s: (slept.append(s), now.__setitem__(0, now[0] + s))
+    )
+    limiter.acquire()
+    limiter.acquire()
+    limiter.acquire()
+    assert slept == [pytest.approx(61.2)]  # 60 s plus 2 %

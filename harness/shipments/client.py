@@ -79,6 +79,7 @@ class DetrackClient:
     ) -> None:
         self.limiter = limiter
         self.policy = policy or RetryPolicy()
+        self.throttled = 0  # 429 answers seen: the client-side limit should keep this at 0
         self._sleep = sleep
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
@@ -220,8 +221,10 @@ class DetrackClient:
                 if status != 429 and status < 500:
                     return ApiResponse(status, body, retry_after)
                 failure = f"{method} {path}: HTTP {status}"
-                if status == 429 and retry_after:
-                    self.limiter.delay_all(retry_after)
+                if status == 429:
+                    self.throttled += 1
+                    if retry_after:
+                        self.limiter.delay_all(retry_after)
             if attempt < self.policy.max_retries:
                 self._sleep(self.policy.delay(attempt, retry_after))
         raise TransientFailure(f"{failure} after {self.policy.max_retries + 1} tries", status, body)

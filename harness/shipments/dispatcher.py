@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -33,6 +33,14 @@ class DispatchSettings:
     max_attempts: int = 10
     retry_base_seconds: float = 30
     retry_cap_seconds: float = 3600
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """A claimed round whose DeTrack calls are queued or running."""
+
+    jobs: int
+    calls: list[Future[list[dict[str, Any]]]]
 
 
 @dataclass
@@ -71,29 +79,39 @@ class ShipmentDispatcher:
 
     def drain(self) -> DispatchTotals:
         """Assign what the rules now cover, send everything pending that is due, then read
-        statuses back. Returns when nothing due is left (or on stop)."""
+        statuses back. Returns when nothing due is left (or on stop).
+
+        Rounds overlap: the next round is claimed and its calls queued before the previous
+        round's results are recorded, so the HTTP threads never wait for the database."""
         totals = DispatchTotals()
         totals.assigned += self.store.apply_assignment_rules()
-        while not self.stop.is_set() and self.dispatch_batch(totals):
-            pass
+        in_flight: InFlight | None = None
+        while True:
+            claimed = [] if self.stop.is_set() else self._claim()
+            next_flight = self._start_calls(claimed) if claimed else None
+            if in_flight:
+                self._record(in_flight, totals)
+            in_flight = next_flight
+            if not in_flight:
+                break
         if not self.stop.is_set():
             self.poll_statuses(totals)
         return totals
 
-    def dispatch_batch(self, totals: DispatchTotals) -> bool:
+    def _claim(self) -> list[ClaimedJob]:
         lease = timedelta(seconds=self.settings.lease_seconds)
-        claimed = self.store.claim(self.worker, self.settings.claim_size, lease)
-        if not claimed:
-            return False
+        return self.store.claim(self.worker, self.settings.claim_size, lease)
+
+    def _start_calls(self, claimed: list[ClaimedJob]) -> InFlight:
         chunks = [
             (operation, batch)
             for operation in ("create", "update", "delete")
             for batch in _chunks([j for j in claimed if j.operation == operation], MAX_BATCH)
         ]
-        results: list[dict[str, Any]] = []
-        for chunk_results in self._pool.map(lambda c: self._send(*c), chunks):
-            results += chunk_results
-        totals.calls += len(chunks)
+        return InFlight(len(claimed), [self._pool.submit(self._send, *c) for c in chunks])
+
+    def _record(self, flight: InFlight, totals: DispatchTotals) -> None:
+        results = [result for future in flight.calls for result in future.result()]
         failpoints.reach("before_record_results")
         settled = self.store.record(
             self.worker,
@@ -102,14 +120,14 @@ class ShipmentDispatcher:
             timedelta(seconds=self.settings.retry_base_seconds),
             timedelta(seconds=self.settings.retry_cap_seconds),
         )
-        totals.sent += len(claimed)
+        totals.calls += len(flight.calls)
+        totals.sent += flight.jobs
         totals.synced += settled.synced
         totals.failed += settled.failed
         totals.retrying += settled.retrying
         totals.dead += settled.dead
         totals.failed_job_ids += [r["job_id"] for r in results if r["outcome"] == "failed"]
         self.on_batch(totals)
-        return True
 
     def poll_statuses(self, totals: DispatchTotals, limit: int = MAX_BATCH) -> None:
         """One search call for the jobs whose delivery status is oldest; changes flow to the

@@ -1,7 +1,10 @@
 """A client-side rate limiter: at most N requests in any sliding window (DeTrack: 60 a minute).
 
 A sliding window, not a fixed pause between calls, so a burst uses the whole allowance and the
-limit's maximum rate is reachable.
+limit's maximum rate is reachable. The window is kept a little longer than the server's
+(``margin``, 2 % by default): the server counts a request when it arrives, later than this
+client counts it, and requests in flight together arrive in any order; without the margin the
+server can see one request too many and answer 429.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ class SlidingWindowLimiter:
         window_seconds: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        margin: float = 0.02,
     ) -> None:
         if max_requests < 1:
             raise ValueError("max_requests must be at least 1")
         self.max_requests = max_requests
-        self.window = window_seconds
+        self.window = window_seconds * (1 + margin)
         self._clock = clock
         self._sleep = sleep
         self._sent: deque[float] = deque()

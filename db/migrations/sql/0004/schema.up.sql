@@ -117,7 +117,7 @@ CREATE TABLE delivery.job (
 CREATE INDEX job_pending ON delivery.job (job_id) WHERE sync_state = 'pending';
 CREATE INDEX job_awaiting_status ON delivery.job (status_checked_at NULLS FIRST)
     WHERE remote = 'created';
-CREATE INDEX job_remote_key ON delivery.job (remote_do_number, remote_date);
+CREATE INDEX job_remote_key ON delivery.job (remote_do_number, remote_date) WHERE remote = 'created';
 
 -- Privileges: the ERP (as the loader role) writes its own tables; the worker reads everything
 -- and changes job state only through the SECURITY DEFINER routines.

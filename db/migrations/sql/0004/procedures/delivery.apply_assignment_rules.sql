@@ -13,11 +13,12 @@ BEGIN
     UPDATE delivery.job AS j
        SET assign_to = m.vehicle, version = j.version + 1, sync_state = 'pending',
            attempts = 0, next_attempt_at = now(), updated_at = clock_timestamp()
-      FROM (SELECT job_id, delivery.vehicle_for(postal_code, zone) AS vehicle
-              FROM delivery.job
-             WHERE assign_to IS NULL AND desired = 'present'
-               AND sync_state IN ('pending', 'synced')
-               AND coalesce(delivery_status, '') NOT IN ('completed', 'completed_partial', 'failed')
+      FROM (SELECT u.job_id, v.vehicle
+              FROM delivery.job AS u
+              JOIN LATERAL delivery.vehicle_for(u.postal_code, u.zone) AS v ON true
+             WHERE u.assign_to IS NULL AND u.desired = 'present'
+               AND u.sync_state IN ('pending', 'synced')
+               AND coalesce(u.delivery_status, '') NOT IN ('completed', 'completed_partial', 'failed')
            ) AS m
      WHERE j.job_id = m.job_id AND m.vehicle IS NOT NULL;
     GET DIAGNOSTICS v_assigned = ROW_COUNT;

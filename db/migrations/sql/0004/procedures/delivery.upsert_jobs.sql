@@ -15,7 +15,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $function$
 DECLARE
-    -- %1$s: extra filter on the shipment number ($1: all of them, or one of them)
+    -- %1$s: extra filter on the shipment number ($1: all of them, $3: one of them)
     c_upsert constant text := $sql$
         WITH wanted AS (SELECT DISTINCT k FROM unnest($1::bigint[]) AS k %1$s),
         items AS (
@@ -49,11 +49,15 @@ DECLARE
                        'instructions', s.ship_instructions,
                        'tracking_number', s.shipment_number::text,
                        'items', i.items)) AS payload,
-                   delivery.vehicle_for(s.ship_postal_code, s.ship_zone) AS rule_vehicle,
+                   v.vehicle AS rule_vehicle,
                    CASE WHEN s.deleted_at IS NULL THEN 'present' ELSE 'absent' END AS desired
               FROM delivery.shipment AS s
               JOIN wanted AS w ON w.k = s.shipment_number
               LEFT JOIN items AS i ON i.shipment_number = s.shipment_number
+              -- $2: whether any rule exists; false skips the per-row rule lookup entirely
+              LEFT JOIN LATERAL (SELECT r.vehicle
+                                   FROM delivery.vehicle_for(s.ship_postal_code, s.ship_zone) AS r
+                                  WHERE $2) AS v ON true
         ), upserted AS (
             INSERT INTO delivery.job AS j
                    (shipment_number, do_number, delivery_date, postal_code, zone, payload,
@@ -84,6 +88,7 @@ DECLARE
         )
         SELECT count(*) FILTER (WHERE sync_state = 'pending') FROM upserted
     $sql$;
+    v_has_rules boolean := EXISTS (SELECT FROM delivery.assignment_rule);
     v_pending   bigint := 0;
     v_count     bigint;
     v_number    bigint;
@@ -93,13 +98,13 @@ BEGIN
         RETURN 0;
     END IF;
     BEGIN
-        EXECUTE format(c_upsert, '') INTO v_pending USING p_shipment_numbers;
+        EXECUTE format(c_upsert, '') INTO v_pending USING p_shipment_numbers, v_has_rules;
     EXCEPTION WHEN OTHERS THEN
         v_pending := 0;
         FOREACH v_number IN ARRAY p_shipment_numbers LOOP
             BEGIN
-                EXECUTE format(c_upsert, 'WHERE k = $2') INTO v_count
-                    USING p_shipment_numbers, v_number;
+                EXECUTE format(c_upsert, 'WHERE k = $3') INTO v_count
+                    USING p_shipment_numbers, v_has_rules, v_number;
                 v_pending := v_pending + v_count;
             EXCEPTION WHEN OTHERS THEN
                 GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
