@@ -13,6 +13,7 @@ from harness.commands.db import db_app
 from harness.commands.extract import extract
 from harness.commands.permits import permits_app, run_permits
 from harness.commands.shipments import run_shipments
+from harness.commands.status import status
 
 app = typer.Typer(
     help="pgferry harness: deploy the SQL package and run the pipelines.",
@@ -29,6 +30,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(run_app, name="run")
 app.add_typer(permits_app, name="permits")
 app.command("extract")(extract)
+app.command("status")(status)
 
 
 @app.command("demo")

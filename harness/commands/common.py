@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -17,7 +18,8 @@ EXIT_OK = 0
 EXIT_PROBLEM = 1  # the job ran and found a problem: drift, dead letters, failed items
 EXIT_CONFIG = 2  # configuration or usage error: fix the settings, rerunning will not help
 
-console = Console(stderr=True, soft_wrap=True)
+# soft_wrap: long lines stay whole in logs and pipes; 120 columns when not on a terminal
+console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 120)
 
 
 def configured(build: Callable[[], T]) -> T:

@@ -1,0 +1,73 @@
+"""`harness status`: what every pipeline is doing, readable at a glance, or as JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import psycopg
+import typer
+from rich.table import Table
+
+from harness.commands.common import EXIT_PROBLEM, console, require_database_url
+from harness.status import Status, read_status
+
+
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Runs, backlog, lag, failures, dead letters and alerts per pipeline.
+
+    Exit 1 when a pipeline has dead letters or failed runs in the last 24 hours.
+    """
+    with psycopg.connect(require_database_url(), autocommit=True) as connection:
+        current = read_status(connection)
+    if as_json:
+        typer.echo(json.dumps(current.as_json(), default=str, indent=2))
+    else:
+        console.print(status_table(current))
+        console.print(f"alerts: {current.alerts_unsent} unsent of {current.alerts_total}")
+    if not current.healthy:
+        raise typer.Exit(EXIT_PROBLEM)
+
+
+def status_table(current: Status) -> Table:
+    table = Table(title="pgferry status")
+    for column in (
+        "pipeline",
+        "running",
+        "last run",
+        "failed 24h",
+        "refusals 24h",
+        "runs waiting",
+        "backlog",
+        "lag",
+        "dead letters",
+    ):
+        table.add_column(column)
+    for p in current.pipelines:
+        last = (
+            f"{p.last_process} {p.last_status} {p.last_started_at:%Y-%m-%d %H:%M}"
+            if p.last_process
+            else "none"
+        )
+        table.add_row(
+            p.name,
+            str(p.running_process or "-"),
+            last,
+            str(p.failed_runs_24h),
+            str(p.process_errors_24h),
+            str(p.runs_waiting),
+            str(p.backlog),
+            _duration(p.lag_seconds),
+            str(p.dead_letters),
+        )
+    return table
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
