@@ -11,6 +11,9 @@ AS $function$
 DECLARE
     v_state text; v_message text; v_detail text; v_hint text; v_context text;
 BEGIN
+    IF NOT EXISTS (SELECT FROM new_rows) THEN  -- a statement that changed no job
+        RETURN NULL;
+    END IF;
     BEGIN
         UPDATE erp.shipment AS e
            SET delivery_status = n.delivery_status,

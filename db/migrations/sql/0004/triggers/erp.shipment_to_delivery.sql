@@ -69,6 +69,14 @@ DECLARE
     v_state     text; v_message text; v_detail text; v_hint text; v_context text;
 BEGIN
     SELECT ship_via_codes, require_partial INTO v_codes, v_partial FROM delivery.settings;
+    -- a statement that changed no row (the write-back's UPDATE often matches none)
+    IF TG_OP = 'DELETE' THEN
+        IF NOT EXISTS (SELECT FROM old_rows) THEN
+            RETURN NULL;
+        END IF;
+    ELSIF NOT EXISTS (SELECT FROM new_rows) THEN
+        RETURN NULL;
+    END IF;
 
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
         BEGIN
