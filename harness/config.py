@@ -71,6 +71,28 @@ class ShipmentSettings(BaseSettings):
     retry_cap_seconds: float = Field(3600, ge=0, description="Longest retry delay of a job")
 
 
+class AlertSettings(BaseSettings):
+    """Where alerts and the daily report go. Unset SMTP_HOST: alerts stay queued in etl.alert."""
+
+    model_config = _config("")
+
+    smtp_host: str | None = Field(None, description="SMTP server; unset disables mail")
+    smtp_port: int = Field(587, description="SMTP port")
+    smtp_starttls: bool = Field(True, description="Upgrade the connection with STARTTLS")
+    smtp_user: str | None = Field(None, description="SMTP login")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password (secret)")
+    smtp_timeout_seconds: float = Field(10, gt=0)
+    alert_from: str = Field("pgferry@localhost", description="From address")
+    alert_to: str = Field("", description="Comma-separated recipients")
+    alert_lag_minutes: float = Field(60, gt=0, description="Lag that queues a 'lag' alert")
+    dead_letter_retry_minutes: float = Field(10, gt=0, description="Scheduled requeue interval")
+    dead_letter_retry_cap: int = Field(3, ge=0, description="Automatic requeues per dead letter")
+
+    @property
+    def recipients(self) -> list[str]:
+        return [address.strip() for address in self.alert_to.split(",") if address.strip()]
+
+
 def worker_id() -> str:
     """PGFERRY_WORKER_ID, or host:pid: unique per running worker, shown in leases."""
     return os.environ.get("PGFERRY_WORKER_ID") or f"{socket.gethostname()}:{os.getpid()}"

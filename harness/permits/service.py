@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.config import PermitSettings, S3Settings, load, worker_id
+from harness.lifecycle import stop_requested
 from harness.permits.consumer import PermitConsumer, RunTotals
 from harness.permits.store import PermitStore
 from harness.permits.upload import PermitUploader
@@ -28,25 +28,13 @@ def make_uploader() -> PermitUploader:
     return PermitUploader(make_client(s3.endpoint_url, s3.region), s3.bucket, s3.prefix)
 
 
-@contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
-    """SIGTERM and Ctrl-C finish the current batch, then stop (no lease is left behind)."""
-    stop = threading.Event()
-    handler = lambda signum, frame: stop.set()  # noqa: E731
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield stop
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def run_permits(database_url: str, console: Console, *, loop: bool = False) -> int:
     """Drain the permit backlog (or keep draining with ``loop``); exit 1 if dead letters exist."""
     settings = load(PermitSettings)
     uploader = make_uploader()
+    worker = worker_id()
     with (
-        stop_on_signals() as stop,
+        stop_requested(database_url, worker) as stop,
         psycopg.connect(database_url, autocommit=True) as connection,
     ):
         store = PermitStore(connection)
@@ -57,7 +45,7 @@ def run_permits(database_url: str, console: Console, *, loop: bool = False) -> i
             f" ({backlog.retry_later} waiting to retry, {backlog.dead} dead letter(s))"
         )
         with _progress(console, waiting) as on_batch:
-            consumer = PermitConsumer(store, uploader, settings, worker_id(), stop, on_batch)
+            consumer = PermitConsumer(store, uploader, settings, worker, stop, on_batch)
             try:
                 totals = _loop(consumer, database_url, stop) if loop else consumer.drain()
             finally:

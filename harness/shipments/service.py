@@ -9,7 +9,7 @@ import psycopg
 from rich.console import Console
 
 from harness.config import DetrackSettings, ShipmentSettings, load, worker_id
-from harness.permits.service import stop_on_signals
+from harness.lifecycle import stop_requested
 from harness.shipments.client import DetrackClient, RetryPolicy
 from harness.shipments.dispatcher import DispatchSettings, DispatchTotals, ShipmentDispatcher
 from harness.shipments.limiter import SlidingWindowLimiter
@@ -39,10 +39,14 @@ def run_shipments(database_url: str, console: Console, *, loop: bool = False) ->
     """Send pending DeTrack jobs (and keep doing so with ``loop``); exit 1 naming failed jobs."""
     client = make_client(load(DetrackSettings))
     settings = dispatch_settings(load(ShipmentSettings))
-    with stop_on_signals() as stop, psycopg.connect(database_url, autocommit=True) as connection:
+    worker = worker_id()
+    with (
+        stop_requested(database_url, worker) as stop,
+        psycopg.connect(database_url, autocommit=True) as connection,
+    ):
         store = ShipmentStore(connection)
         console.print(f"shipments: {store.pending_count()} job(s) pending")
-        dispatcher = ShipmentDispatcher(store, client, settings, worker_id(), stop)
+        dispatcher = ShipmentDispatcher(store, client, settings, worker, stop)
         try:
             totals = _loop(dispatcher, database_url, stop) if loop else dispatcher.drain()
         finally:
