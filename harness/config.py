@@ -69,6 +69,7 @@ class ShipmentSettings(BaseSettings):
     max_attempts: int = Field(10, ge=1, description="Transient failures before a dead letter")
     retry_base_seconds: float = Field(30, ge=0, description="First retry delay of a job")
     retry_cap_seconds: float = Field(3600, ge=0, description="Longest retry delay of a job")
+    status_poll_seconds: float = Field(60, ge=0, description="Delivery status read interval")
 
 
 class AlertSettings(BaseSettings):

@@ -53,12 +53,12 @@ def run_demo(console: Console) -> int:
             _play_erp(conn, console)
             _run_permits(conn, s3_endpoint, console)
             _run_shipments(conn, detrack, console)
-            _print_status(conn, console)
+            offences = _print_status(conn, console)
     console.print(
         "Next: `harness status`, `harness permits dead`, `harness db upgrade --sql` (the "
         "reviewed deploy script); the README has the configuration reference and the runbook."
     )
-    return 0
+    return 0 if offences == 0 else 1
 
 
 def _start_s3(stack: ExitStack) -> str:
@@ -175,10 +175,15 @@ def _run_shipments(conn: psycopg.Connection, detrack: DetrackFake, console: Cons
     )
 
 
-def _print_status(conn: psycopg.Connection, console: Console) -> None:
+def _print_status(conn: psycopg.Connection, console: Console) -> int:
     from harness.commands.status import status_table
 
     console.print(status_table(read_status(conn)))
     logged = conn.execute("SELECT count(*) FROM etl.error_log").fetchone()[0]
     alerts = conn.execute("SELECT count(*) FROM etl.alert").fetchone()[0]
-    console.print(f"etl.error_log: {logged} rows; etl.alert: {alerts} queued alert(s)")
+    offences = conn.execute("SELECT count(*) FROM etl.verify_journal()").fetchone()[0]
+    console.print(
+        f"etl.error_log: {logged} rows (the bad rows, each naming its field);"
+        f" etl.alert: {alerts} queued alert(s); journal verified: {offences} offence(s)"
+    )
+    return offences

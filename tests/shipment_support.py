@@ -22,6 +22,7 @@ FAST_DISPATCH = DispatchSettings(
     max_attempts=5,
     retry_base_seconds=0,
     retry_cap_seconds=0,
+    status_poll_seconds=0,
 )
 _numbers = itertools.count(1000)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import psycopg
 import pytest
 from typer.testing import CliRunner
@@ -11,6 +13,7 @@ from harness.detrack_fake import DetrackFake
 from tests.pg import connect
 from tests.shipment_support import (
     API_KEY,
+    FAST_DISPATCH,
     insert_shipments,
     job_row,
     make_dispatcher,
@@ -221,3 +224,18 @@ def test_assignment_rules_at_creation_and_later(
     assert totals.assigned == 1
     assert fake.job(uncovered["job_number"], "2026-11-23")["assign_to"] == "Truck North"
     assert fake.job(covered["job_number"], "2026-11-23")["assign_to"] == "Truck V8W"
+
+
+def test_statuses_are_read_at_most_once_per_interval(
+    conn: psycopg.Connection, fake: DetrackFake
+) -> None:
+    insert_shipments(conn, [shipment()])
+    dispatcher = make_dispatcher(
+        conn, fake, settings=replace(FAST_DISPATCH, status_poll_seconds=3600)
+    )
+    dispatcher.drain()
+    insert_shipments(conn, [shipment()])
+    dispatcher.drain()
+    searches = [r for r in fake.requests() if r.path.endswith("/dn/jobs/search")]
+    assert len(searches) == 1  # the second drain sent its create but did not search again
+    assert len(fake.jobs()) == 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,6 +34,9 @@ class DispatchSettings:
     max_attempts: int = 10
     retry_base_seconds: float = 30
     retry_cap_seconds: float = 3600
+    # statuses are read at most this often: each search is a request against the same
+    # 60-a-minute budget that creates need
+    status_poll_seconds: float = 60
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class ShipmentDispatcher:
         self.stop = stop or threading.Event()
         self.on_batch = on_batch or (lambda totals: None)
         self._pool = ThreadPoolExecutor(settings.concurrency, "pgferry-detrack")
+        self._last_status_poll: float | None = None
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -94,9 +99,17 @@ class ShipmentDispatcher:
             in_flight = next_flight
             if not in_flight:
                 break
-        if not self.stop.is_set():
+        if not self.stop.is_set() and self._status_poll_due():
             self.poll_statuses(totals)
         return totals
+
+    def _status_poll_due(self) -> bool:
+        now = time.monotonic()
+        last = self._last_status_poll
+        if last is not None and now - last < self.settings.status_poll_seconds:
+            return False
+        self._last_status_poll = now
+        return True
 
     def _claim(self) -> list[ClaimedJob]:
         lease = timedelta(seconds=self.settings.lease_seconds)
