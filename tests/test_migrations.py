@@ -140,7 +140,7 @@ def test_freeze_deploys_a_new_version_and_downgrade_restores_the_old(
     procedures = project_copy.root / "db" / "procedures"
     end = procedures / "etl.end_process.sql"
     end.write_text(end.read_text().replace("A process can be ended once.", "End it only once."))
-    (procedures / "etl.queue_alert.sql").unlink()
+    (procedures / "etl.verify_journal.sql").unlink()  # nothing else calls it
     (procedures / "etl.greet.sql").write_text(
         "CREATE OR REPLACE FUNCTION etl.greet() RETURNS text LANGUAGE sql AS $$ SELECT 'hi' $$;\n"
     )
@@ -154,7 +154,7 @@ def test_freeze_deploys_a_new_version_and_downgrade_restores_the_old(
         "etl.end_process.sql",
         "etl.greet.sql",
     ]
-    assert (folder / "dropped.txt").read_text() == "procedures/etl.queue_alert.sql\n"
+    assert (folder / "dropped.txt").read_text() == "procedures/etl.verify_journal.sql\n"
     assert history.verify_seal(project_copy) == []
     assert history.freeze(project_copy, "nothing new") is None
 
