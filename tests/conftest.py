@@ -6,10 +6,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 
 from harness import migrate
-from tests.pg import scratch_database
+from harness.detrack_fake import DetrackFake
+from tests.pg import connect, scratch_database
+from tests.shipment_support import API_KEY as DETRACK_TEST_KEY
 
 
 def _docker_answers() -> bool:
@@ -79,3 +82,17 @@ def s3_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@pytest.fixture
+def conn(db_url: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to a fresh database at head."""
+    with connect(db_url) as connection:
+        yield connection
+
+
+@pytest.fixture
+def fake() -> Iterator[DetrackFake]:
+    """The DeTrack fake on a free loopback port, with a limit the tests do not reach."""
+    with DetrackFake(api_key=DETRACK_TEST_KEY, rate_limit_per_minute=100_000) as server:
+        yield server

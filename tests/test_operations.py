@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import socket
 import uuid
-from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -47,12 +46,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-@pytest.fixture
-def conn(db_url: str) -> Iterator[psycopg.Connection]:
-    with connect(db_url) as connection:
-        yield connection
 
 
 def alert_settings(port: int) -> AlertSettings:

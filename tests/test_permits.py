@@ -29,12 +29,6 @@ def bucket(s3_endpoint: str, s3_credentials: None) -> str:
     return name
 
 
-@pytest.fixture
-def conn(db_url: str) -> psycopg.Connection:
-    with connect(db_url) as connection:
-        yield connection
-
-
 def staged_count(conn: psycopg.Connection) -> int:
     return conn.execute("SELECT count(*) FROM tps.staged_permit").fetchone()[0]
 

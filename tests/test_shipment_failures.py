@@ -26,18 +26,6 @@ from tests.shipment_support import (
 DATE = "2026-11-23"
 
 
-@pytest.fixture
-def fake() -> DetrackFake:
-    with DetrackFake(api_key=API_KEY, rate_limit_per_minute=100_000) as server:
-        yield server
-
-
-@pytest.fixture
-def conn(db_url: str) -> psycopg.Connection:
-    with connect(db_url) as connection:
-        yield connection
-
-
 def assert_created_once(fake: DetrackFake, conn: psycopg.Connection, rows: list[dict]) -> None:
     for row in rows:
         assert fake.create_count(row["job_number"], DATE) == 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import psycopg
-import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
@@ -19,18 +18,6 @@ from tests.shipment_support import (
     make_dispatcher,
     shipment,
 )
-
-
-@pytest.fixture
-def fake() -> DetrackFake:
-    with DetrackFake(api_key=API_KEY, rate_limit_per_minute=100_000) as server:
-        yield server
-
-
-@pytest.fixture
-def conn(db_url: str) -> psycopg.Connection:
-    with connect(db_url) as connection:
-        yield connection
 
 
 def test_qualifying_shipments_become_jobs_and_bad_rows_never_fail_the_erp(
