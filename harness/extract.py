@@ -24,6 +24,7 @@ class ExtractedTable:
     table: str
     path: Path
     rows: int
+    masked_columns: int  # columns an etl.mask_rule masked (0 with --plain)
 
 
 def extract_tables(
@@ -72,9 +73,11 @@ def extract_to_s3(
 def _extract_one(
     connection: psycopg.Connection, table: str, folder: Path, obfuscate: bool, salt: str
 ) -> ExtractedTable:
-    query, name = connection.execute(
-        "SELECT etl.extract_query(%s::regclass, %s, %s), %s::regclass::text",
-        [table, obfuscate, salt, table],
+    query, name, masked = connection.execute(
+        "SELECT etl.extract_query(%s::regclass, %s, %s), %s::regclass::text,"
+        " (SELECT count(*) FROM etl.mask_rule"
+        "   WHERE to_regclass(table_name) = %s::regclass AND mask <> 'keep')",
+        [table, obfuscate, salt, table, table],
     ).fetchone()
     file_name = name.replace('"', "") + ".csv.gz"
     path = folder / file_name
@@ -84,4 +87,4 @@ def _extract_one(
             for block in copy:
                 out.write(block)
         rows = cursor.rowcount
-    return ExtractedTable(name, path, rows)
+    return ExtractedTable(name, path, rows, masked if obfuscate else 0)

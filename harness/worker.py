@@ -21,11 +21,11 @@ from harness.config import AlertSettings, DetrackSettings, PermitSettings, Shipm
 from harness.config import worker_id as make_worker_id
 from harness.lifecycle import stop_requested
 from harness.permits.consumer import PermitConsumer, RunTotals
-from harness.permits.service import make_uploader
-from harness.permits.store import PermitStore
+from harness.permits.service import make_uploader, print_dead_letters
+from harness.permits.store import DeadLetter, PermitStore
 from harness.shipments.dispatcher import DispatchTotals, ShipmentDispatcher
-from harness.shipments.service import dispatch_settings, make_client
-from harness.shipments.store import ShipmentStore
+from harness.shipments.service import dispatch_settings, make_client, print_failed_jobs
+from harness.shipments.store import FailedJob, ShipmentStore
 from harness.wakeup import PollBackoff, wait_for_notification
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,8 @@ def run_worker(database_url: str, console: Console, *, loop: bool = False) -> in
     shipment_settings = load(ShipmentSettings) if "shipments" in pipelines else None
     worker = make_worker_id()
     totals = WorkerTotals()
+    dead_letters: list[DeadLetter] = []
+    failed_jobs: list[FailedJob] = []
     with (
         stop_requested(database_url, worker) as stop,
         psycopg.connect(database_url, autocommit=True) as connection,
@@ -99,6 +101,10 @@ def run_worker(database_url: str, console: Console, *, loop: bool = False) -> in
             for part in (consumer, dispatcher):
                 if part:
                     part.close()
+        if totals.permits.dead_letters:
+            dead_letters = PermitStore(connection).dead_letters()
+        if totals.shipments.failed or totals.shipments.dead:
+            failed_jobs = ShipmentStore(connection).failed_jobs()
     console.print(
         f"permits: moved {totals.permits.moved}, duplicates {totals.permits.duplicates},"
         f" dead letters {totals.permits.dead_letters}; shipments: sent {totals.shipments.sent},"
@@ -106,6 +112,10 @@ def run_worker(database_url: str, console: Console, *, loop: bool = False) -> in
         f" dead {totals.shipments.dead}; alerts mailed {totals.alerts_sent};"
         f" dead letters requeued {totals.requeued}"
     )
+    if dead_letters:
+        print_dead_letters(console, dead_letters)
+    if failed_jobs:
+        print_failed_jobs(console, failed_jobs)
     return 1 if totals.failed else 0
 
 

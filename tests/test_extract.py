@@ -117,3 +117,31 @@ def test_extract_to_s3(
     body = s3.get_object(Bucket=bucket, Key="daily/2026-11-21/stg.client.csv.gz")["Body"].read()
     rows = read_csv_gz(body)
     assert len(rows) == 4 and rows[1][4] == "198***12"
+
+
+def test_a_rule_may_name_the_table_as_the_caller_does(db_url: str, tmp_path: Path) -> None:
+    with connect(db_url) as conn:
+        conn.execute(
+            "CREATE TABLE client (id int, phone text);"
+            " INSERT INTO client VALUES (1, '250 555 0199');"
+            " INSERT INTO etl.mask_rule VALUES ('client', 'phone', 'phone')"
+        )
+    result = CliRunner().invoke(
+        app,
+        ["extract", "client", "--to", str(tmp_path)],
+        env={"DATABASE_URL": db_url, "PGFERRY_MASK_SALT": "x"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 column(s) masked" in result.output
+    assert read_csv_gz((tmp_path / "client.csv.gz").read_bytes())[1] == ["1", "250***99"]
+
+
+def test_an_extract_no_rule_masks_is_flagged(db_url: str, tmp_path: Path) -> None:
+    with connect(db_url) as conn:
+        conn.execute("CREATE TABLE unlisted (id int, email text)")
+    result = CliRunner().invoke(
+        app,
+        ["extract", "unlisted", "--to", str(tmp_path)],
+        env={"DATABASE_URL": db_url, "PGFERRY_MASK_SALT": "x"},
+    )
+    assert "warning: no etl.mask_rule masks unlisted: it was exported as is" in result.output

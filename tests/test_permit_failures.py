@@ -238,7 +238,9 @@ def test_reconcile_finds_and_removes_orphans_and_reports_missing_objects(
     assert f"orphan: s3://{bucket}/permits/ORPHAN/r0.pdf" in found.stderr
     assert f"missing: s3://{bucket}/permits/P00000001/r0.pdf" in found.stderr
 
-    run_harness(env, "permits", "reconcile", "--delete")
+    kept = run_harness(env, "permits", "reconcile", "--delete")  # younger than an hour: kept
+    assert "permits/ORPHAN/r0.pdf (deleted)" not in kept.stderr
+    run_harness(env, "permits", "reconcile", "--delete", "--older-than", "0")
     assert "permits/ORPHAN/r0.pdf" not in [
         o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])
     ]

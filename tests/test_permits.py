@@ -188,3 +188,17 @@ def test_missing_configuration_exits_2_with_a_clear_message(db_url: str) -> None
     )
     assert result.exit_code == 2
     assert "S3_BUCKET" in result.output
+
+
+def test_a_second_copy_with_other_pdf_bytes_waits_for_the_first_and_is_a_duplicate(
+    conn: psycopg.Connection, s3_endpoint: str, bucket: str
+) -> None:
+    first = StagedPermit("TWICE", 1, sample_pdf("first rendering", 3000))
+    again = StagedPermit("TWICE", 1, sample_pdf("second rendering", 3100))
+    load_run(conn, [first])
+    load_run(conn, [again])
+
+    totals = make_consumer(conn, s3_endpoint, bucket, batch_size=1).drain()
+
+    assert (totals.moved, totals.duplicates, totals.dead_letters) == (1, 1, 0)
+    assert staged_count(conn) == 0

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 import psycopg
 from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.detrack_fake import DetrackFake
+from harness.shipments.dispatcher import DispatchTotals
+from harness.shipments.store import ShipmentStore
 from tests.pg import connect
 from tests.shipment_support import (
     API_KEY,
@@ -226,3 +229,76 @@ def test_statuses_are_read_at_most_once_per_interval(
     searches = [r for r in fake.requests() if r.path.endswith("/dn/jobs/search")]
     assert len(searches) == 1  # the second drain sent its create but did not search again
     assert len(fake.jobs()) == 2
+
+
+def test_every_polled_job_is_stamped_so_the_next_poll_moves_on(
+    conn: psycopg.Connection, fake: DetrackFake
+) -> None:
+    rows = [shipment() for _ in range(3)]
+    insert_shipments(conn, rows)
+    dispatcher = make_dispatcher(conn, fake)
+    dispatcher.drain()  # created, statuses read once (all info_recv)
+    fake.set_status(rows[2]["job_number"], "2026-11-23", "completed")
+    totals = DispatchTotals()
+    dispatcher.poll_statuses(totals, limit=2)
+    dispatcher.poll_statuses(totals, limit=2)  # the next two, not the same two again
+    assert conn.execute(
+        "SELECT shipped FROM erp.shipment WHERE shipment_number = %s", [rows[2]["shipment_number"]]
+    ).fetchone() == (True,)
+
+
+def test_a_new_delivery_date_replaces_the_detrack_job(
+    conn: psycopg.Connection, fake: DetrackFake
+) -> None:
+    row = shipment()
+    insert_shipments(conn, [row])
+    dispatcher = make_dispatcher(conn, fake)
+    dispatcher.drain()
+    conn.execute("UPDATE erp.shipment SET scheduled_ship_date = '2026-11-30'")
+    dispatcher.drain()  # delete under the old key, then create under the new one
+    assert [(j["do_number"], j["date"]) for j in fake.jobs()] == [(row["job_number"], "2026-11-30")]
+    job = job_row(conn, row["shipment_number"])
+    assert (job["remote"], str(job["remote_date"]), job["sync_state"]) == (
+        "created",
+        "2026-11-30",
+        "synced",
+    )
+
+
+def test_a_change_made_while_the_call_ran_is_sent_even_if_the_call_was_refused(
+    conn: psycopg.Connection,
+) -> None:
+    row = shipment()
+    insert_shipments(conn, [row])
+    store = ShipmentStore(conn)
+    (claimed,) = store.claim("w", 10, timedelta(minutes=1))
+    conn.execute("UPDATE erp.shipment SET ship_phone = '250-555-0111'")  # the ERP fixes it
+    store.record(
+        "w",
+        [
+            {
+                "job_id": claimed.job_id,
+                "version": claimed.version,
+                "do_number": claimed.do_number,
+                "date": claimed.date,
+                "outcome": "failed",
+                "http_status": 422,
+                "error": "refused",
+            }
+        ],
+        5,
+        timedelta(0),
+        timedelta(0),
+    )
+    assert job_row(conn, row["shipment_number"])["sync_state"] == "pending"
+
+
+def test_clearing_the_ship_via_code_cancels_the_job(
+    conn: psycopg.Connection, fake: DetrackFake
+) -> None:
+    row = shipment()
+    insert_shipments(conn, [row])
+    make_dispatcher(conn, fake).drain()
+    conn.execute("UPDATE erp.shipment SET ship_via = NULL")
+    make_dispatcher(conn, fake).drain()
+    assert fake.jobs() == []

@@ -41,11 +41,19 @@ BEGIN
     )
     SELECT c.job_id,
            CASE WHEN c.desired = 'present' AND c.remote <> 'created' THEN 'create'
+                -- DeTrack keys a job by DO number and date: a new key is a new job, so the
+                -- old one is deleted first and the new one created on the next claim
+                WHEN c.desired = 'present'
+                     AND (c.remote_do_number, c.remote_date) IS DISTINCT FROM
+                         (c.do_number, c.delivery_date) THEN 'delete'
                 WHEN c.desired = 'present' THEN 'update'
                 ELSE 'delete' END,
            c.version,
-           coalesce(c.remote_do_number, c.do_number),
-           to_char(coalesce(c.remote_date, c.delivery_date), 'YYYY-MM-DD'),
+           -- a create is sent under the current key; an update or delete under the key
+           -- DeTrack knows the job by
+           CASE WHEN c.remote = 'created' THEN c.remote_do_number ELSE c.do_number END,
+           to_char(CASE WHEN c.remote = 'created' THEN c.remote_date ELSE c.delivery_date END,
+                   'YYYY-MM-DD'),
            CASE WHEN c.assign_to IS NULL THEN c.payload
                 ELSE c.payload || jsonb_build_object('assign_to', c.assign_to) END
       FROM claimed AS c

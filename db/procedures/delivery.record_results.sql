@@ -1,7 +1,8 @@
 -- delivery.record_results: what DeTrack answered for claimed jobs, in one statement.
 --
--- p_results: [{"job_id", "version", "outcome", "detrack_id", "http_status", "response",
---              "error", "retry_after_seconds"}, ...] with outcome one of
+-- p_results: [{"job_id", "version", "do_number", "date", "outcome", "detrack_id",
+--              "http_status", "response", "error", "retry_after_seconds"}, ...] where
+-- do_number and date are the key the call used, and outcome is one of
 --   created / updated / deleted   the call succeeded (for created: confirmed, even when a
 --                                 retried create met "is already taken" and a GET matched)
 --   failed                        DeTrack refused the data (4xx validation): never retried;
@@ -30,7 +31,8 @@ BEGIN
     WITH result AS (
         SELECT r.*
           FROM jsonb_to_recordset(coalesce(p_results, '[]'::jsonb))
-               AS r (job_id bigint, version integer, outcome text, detrack_id text,
+               AS r (job_id bigint, version integer, do_number text, date date,
+                     outcome text, detrack_id text,
                      http_status integer, response jsonb, error text,
                      retry_after_seconds double precision)
     ), written AS (
@@ -38,20 +40,25 @@ BEGIN
            SET remote = CASE r.outcome WHEN 'created' THEN 'created'
                                        WHEN 'deleted' THEN 'deleted'
                                        WHEN 'missing' THEN 'none' ELSE j.remote END,
-               remote_do_number = CASE r.outcome WHEN 'created' THEN j.do_number
+               -- the key DeTrack now knows the job by is the one this call sent
+               remote_do_number = CASE r.outcome WHEN 'created' THEN r.do_number
                                                  ELSE j.remote_do_number END,
-               remote_date = CASE r.outcome WHEN 'created' THEN j.delivery_date
+               remote_date = CASE r.outcome WHEN 'created' THEN r.date
                                             ELSE j.remote_date END,
                detrack_id = coalesce(r.detrack_id, j.detrack_id),
                synced_version = CASE
-                   WHEN r.outcome IN ('created', 'updated', 'deleted', 'failed', 'kept')
-                   THEN r.version ELSE j.synced_version END,
+                   WHEN r.outcome IN ('created', 'updated', 'failed', 'kept') THEN r.version
+                   WHEN r.outcome = 'deleted' AND j.desired = 'absent' THEN r.version
+                   ELSE j.synced_version END,
                attempts = CASE WHEN r.outcome = 'retry' THEN j.attempts + 1 ELSE 0 END,
                sync_state = CASE
-                   WHEN r.outcome = 'failed' THEN 'failed'
                    WHEN r.outcome = 'retry' AND j.attempts + 1 >= p_max_attempts THEN 'dead'
                    WHEN r.outcome IN ('retry', 'missing') THEN 'pending'
+                   -- the ERP changed the job while the call ran: the new version goes next
                    WHEN j.version > r.version THEN 'pending'
+                   WHEN r.outcome = 'failed' THEN 'failed'
+                   -- the old key is gone (the DO number or date changed): create the new one
+                   WHEN r.outcome = 'deleted' AND j.desired = 'present' THEN 'pending'
                    ELSE 'synced' END,
                next_attempt_at = CASE WHEN r.outcome = 'retry'
                    THEN now() + greatest(

@@ -1,13 +1,27 @@
--- delivery.record_statuses: delivery statuses read from DeTrack for jobs it has
--- (p_statuses: [{"do_number", "date", "status"}, ...]). Only real changes are written; the
--- delivery.job_to_erp trigger carries them to the ERP shipment. A completed delivery is
--- journaled as 'delivered'. Returns how many jobs changed.
-CREATE OR REPLACE FUNCTION delivery.record_statuses(p_statuses jsonb)
+-- delivery.record_statuses: delivery statuses read from DeTrack for the DO numbers polled
+-- (p_polled) — p_statuses: [{"do_number", "date", "status"}, ...]. Every polled job is stamped
+-- status_checked_at, changed or not, so the next poll takes the next ones. Only real changes
+-- are written; the delivery.job_to_erp trigger carries them to the ERP shipment; a completed
+-- delivery is journaled as 'delivered'. Returns how many jobs changed.
+--
+-- The ERP shipments concerned are locked first, in key order: the ERP's own updates lock a
+-- shipment before its job, and taking the locks in the same order cannot deadlock with them.
+CREATE OR REPLACE FUNCTION delivery.record_statuses(p_statuses jsonb, p_polled text[])
 RETURNS bigint
-LANGUAGE sql
+LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $function$
+DECLARE
+    v_changed bigint;
+BEGIN
+    PERFORM 1
+       FROM erp.shipment AS e
+       JOIN delivery.job AS j ON j.shipment_number = e.shipment_number
+      WHERE j.remote = 'created' AND j.remote_do_number = ANY (p_polled)
+      ORDER BY e.shipment_number
+        FOR UPDATE OF e;
+
     WITH status AS (
         SELECT s.do_number, s.date::date AS date, s.status
           FROM jsonb_to_recordset(coalesce(p_statuses, '[]'::jsonb))
@@ -33,8 +47,15 @@ AS $function$
           FROM changed AS c
         RETURNING 1
     )
-    SELECT count(*) FROM changed, (SELECT count(*) FROM journaled) AS j
+    SELECT count(*) INTO v_changed FROM changed, (SELECT count(*) FROM journaled) AS j;
+
+    UPDATE delivery.job AS j
+       SET status_checked_at = clock_timestamp()
+     WHERE j.remote = 'created' AND j.remote_do_number = ANY (p_polled)
+       AND j.status_checked_at IS DISTINCT FROM clock_timestamp();
+    RETURN v_changed;
+END
 $function$;
 
-REVOKE ALL ON FUNCTION delivery.record_statuses(jsonb) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION delivery.record_statuses(jsonb) TO pgferry_worker;
+REVOKE ALL ON FUNCTION delivery.record_statuses(jsonb, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION delivery.record_statuses(jsonb, text[]) TO pgferry_worker;

@@ -2,6 +2,10 @@
 -- a rule in etl.mask_rule masked ('phone', 'hash', 'email', 'null'; 'keep' or no rule: as is).
 -- With p_obfuscate false the rules are ignored (a plain extract). Identifiers are quoted and the
 -- salt is passed as a literal, so the text is safe to run as it is.
+--
+-- A rule's table_name is resolved with to_regclass under the caller's search_path (no SET
+-- clause here on purpose), so 'client' and 'stg.client' both match the table they name for
+-- the caller; every other name in the body is schema-qualified.
 CREATE OR REPLACE FUNCTION etl.extract_query(
     p_table      regclass,
     p_obfuscate  boolean DEFAULT true,
@@ -9,9 +13,8 @@ CREATE OR REPLACE FUNCTION etl.extract_query(
 RETURNS text
 LANGUAGE sql
 STABLE
-SET search_path = pg_catalog, pg_temp
 AS $function$
-    SELECT format('SELECT %s FROM %s',
+    SELECT pg_catalog.format('SELECT %s FROM %s',
                   string_agg(
                       CASE WHEN NOT p_obfuscate THEN format('%I', a.attname)
                            ELSE CASE r.mask
@@ -26,7 +29,7 @@ AS $function$
                   p_table)
       FROM pg_attribute AS a
       LEFT JOIN etl.mask_rule AS r
-        ON r.table_name = p_table::text AND r.column_name = a.attname
+        ON pg_catalog.to_regclass(r.table_name) = p_table AND r.column_name = a.attname
      WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped
 $function$;
 

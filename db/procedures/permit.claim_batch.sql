@@ -38,6 +38,13 @@ BEGIN
          WHERE p.status = 'succeeded' AND p.consumed_at IS NULL
            AND s.next_attempt_at <= now()
            AND (s.state = 'pending' OR (s.state = 'claimed' AND s.lease_expires_at < now()))
+           -- another copy of this permit is in flight (this worker's previous batch, or another
+           -- worker's): wait for its move, after which this one is a duplicate
+           AND NOT EXISTS (SELECT FROM tps.staged_permit AS o
+                            WHERE o.permit_number = s.permit_number
+                              AND o.permit_generation = s.permit_generation
+                              AND o.staged_permit_id <> s.staged_permit_id
+                              AND o.state = 'claimed' AND o.lease_expires_at >= now())
          ORDER BY p.ended_at, s.staged_permit_id
          LIMIT p_limit
            FOR UPDATE OF s SKIP LOCKED

@@ -51,8 +51,11 @@ BEGIN
     GET DIAGNOSTICS v_held = ROW_COUNT;
 
     INSERT INTO etl.journal (pipeline, item_id, step, at, process_id, detail)
-    SELECT 'permits', m.staged_permit_id, 'uploaded', m.uploaded_at, m.process_id,
-           jsonb_build_object('object_key', m.object_key, 'sha256', m.sha256)
+    -- journal times come from the database clock, so that verify compares like with like; the
+    -- worker's own upload time is kept in the detail
+    SELECT 'permits', m.staged_permit_id, 'uploaded', clock_timestamp(), m.process_id,
+           jsonb_build_object('object_key', m.object_key, 'sha256', m.sha256,
+                              'uploaded_at', m.uploaded_at)
       FROM pgferry_move AS m;
 
     CREATE TEMP TABLE pgferry_move_documents ON COMMIT DROP AS

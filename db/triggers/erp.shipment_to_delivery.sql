@@ -111,19 +111,30 @@ BEGIN
         END;
     END IF;
 
-    -- shipments that stopped qualifying, or were deleted, are cancelled
-    IF TG_OP = 'UPDATE' THEN
-        UPDATE delivery.shipment AS d
-           SET deleted_at = clock_timestamp(), updated_at = clock_timestamp()
-          FROM new_rows AS n
-         WHERE d.shipment_number = n.shipment_number AND d.deleted_at IS NULL
-           AND NOT (n.ship_via = ANY (v_codes) AND (NOT v_partial OR n.is_partial));
-    ELSIF TG_OP = 'DELETE' THEN
-        UPDATE delivery.shipment AS d
-           SET deleted_at = clock_timestamp(), updated_at = clock_timestamp()
-          FROM old_rows AS o
-         WHERE d.shipment_number = o.shipment_number AND d.deleted_at IS NULL;
-    END IF;
+    -- shipments that stopped qualifying (a cleared ship-via code too), or were deleted, are
+    -- cancelled; log-and-continue like the copy
+    BEGIN
+        IF TG_OP = 'UPDATE' THEN
+            UPDATE delivery.shipment AS d
+               SET deleted_at = clock_timestamp(), updated_at = clock_timestamp()
+              FROM new_rows AS n
+             WHERE d.shipment_number = n.shipment_number AND d.deleted_at IS NULL
+               AND (n.ship_via = ANY (v_codes) AND (NOT v_partial OR n.is_partial)) IS NOT TRUE;
+        ELSIF TG_OP = 'DELETE' THEN
+            UPDATE delivery.shipment AS d
+               SET deleted_at = clock_timestamp(), updated_at = clock_timestamp()
+              FROM old_rows AS o
+             WHERE d.shipment_number = o.shipment_number AND d.deleted_at IS NULL;
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+            v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT,
+            v_context = PG_EXCEPTION_CONTEXT;
+        PERFORM etl.log_error(p_object_name => 'erp.shipment_to_delivery', p_sqlstate => v_state,
+                              p_message => 'cancel not recorded: ' || v_message,
+                              p_detail => v_detail, p_hint => v_hint, p_context => v_context,
+                              p_table_name => 'erp.shipment');
+    END;
     RETURN NULL;
 END
 $function$;

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from harness.commands.common import console, require_database_url
+from harness.extract import ExtractedTable
 
 
 def extract(
@@ -45,9 +46,22 @@ def extract(
             salt=salt,
         )
         for table, key in uploaded:
-            console.print(f"{table.table}: {table.rows} rows -> {to.split('/')[2]}/{key}")
+            _report(table, f"{to.split('/')[2]}/{key}", obfuscate)
         return
-    report = lambda t: console.print(f"{t.table}: {t.rows} rows -> {t.path}")  # noqa: E731
     extracting.extract_tables(
-        url, tables, Path(to), obfuscate=obfuscate, salt=salt, on_table=report
+        url,
+        tables,
+        Path(to),
+        obfuscate=obfuscate,
+        salt=salt,
+        on_table=lambda table: _report(table, str(table.path), obfuscate),
     )
+
+
+def _report(table: ExtractedTable, where: str, obfuscate: bool) -> None:
+    masked = f", {table.masked_columns} column(s) masked" if obfuscate else ""
+    console.print(f"{table.table}: {table.rows} rows -> {where}{masked}")
+    if obfuscate and table.masked_columns == 0:
+        console.print(
+            f"[yellow]warning:[/] no etl.mask_rule masks {table.table}: it was exported as is"
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 import psycopg
@@ -73,6 +74,10 @@ def permits_reconcile(
     delete: Annotated[
         bool, typer.Option("--delete", help="Delete orphaned objects after listing them.")
     ] = False,
+    older_than_minutes: Annotated[
+        float,
+        typer.Option("--older-than", help="Delete only orphans at least this many minutes old."),
+    ] = 60,
 ) -> None:
     """Compare S3 with permit.document: orphaned objects, missing objects, size mismatches.
 
@@ -83,13 +88,20 @@ def permits_reconcile(
 
     uploader = configured(make_uploader)
     with psycopg.connect(require_database_url(), autocommit=True) as connection:
-        result = reconcile(connection, uploader.client, uploader, delete=delete)
+        result = reconcile(
+            connection,
+            uploader.client,
+            uploader,
+            delete=delete,
+            min_age=timedelta(minutes=older_than_minutes),
+        )
     for key in result.orphans:
-        console.print(f"orphan: s3://{uploader.bucket}/{key}" + (" (deleted)" if delete else ""))
+        deleted = " (deleted)" if key in result.deleted else ""
+        console.print(f"orphan: s3://{uploader.bucket}/{key}{deleted}")
     for key in result.missing:
         console.print(f"missing: s3://{uploader.bucket}/{key} (permit.document has it)")
     for key in result.size_mismatch:
         console.print(f"size mismatch: s3://{uploader.bucket}/{key}")
     console.print(f"{result.objects} object(s), {result.documents} document(s)")
-    if result.missing or result.size_mismatch or (result.orphans and not delete):
+    if result.missing or result.size_mismatch or set(result.orphans) - set(result.deleted):
         raise typer.Exit(EXIT_PROBLEM)

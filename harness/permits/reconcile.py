@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -27,38 +28,53 @@ class Reconciliation:
 
 
 def reconcile(
-    connection: psycopg.Connection, client: Any, uploader: PermitUploader, *, delete: bool = False
+    connection: psycopg.Connection,
+    client: Any,
+    uploader: PermitUploader,
+    *,
+    delete: bool = False,
+    min_age: timedelta = timedelta(hours=1),
 ) -> Reconciliation:
+    """List the objects first, then read staged rows and documents in one snapshot: a move
+    deletes the staged row and adds the document atomically, so an object being moved is in
+    one of the two, never in neither. Only orphans older than ``min_age`` are deleted."""
     objects = _objects(client, uploader.bucket, uploader.prefix)
-    documents = dict(
-        connection.execute(
-            "SELECT object_key, size_bytes FROM permit.document WHERE bucket = %s",
-            [uploader.bucket],
-        ).fetchall()
-    )
-    in_flight = {
-        uploader.object_key(ClaimedPermit(0, number, generation - 1, None, None, "upload", None))
-        for number, generation in connection.execute(
-            "SELECT permit_number, permit_generation FROM tps.staged_permit"
-            " WHERE permit_number IS NOT NULL AND permit_generation >= 1"
+    with connection.transaction():
+        connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        in_flight = {
+            uploader.object_key(
+                ClaimedPermit(0, number, generation - 1, None, None, "upload", None)
+            )
+            for number, generation in connection.execute(
+                "SELECT permit_number, permit_generation FROM tps.staged_permit"
+                " WHERE permit_number IS NOT NULL AND permit_generation >= 1"
+            )
+        }
+        documents = dict(
+            connection.execute(
+                "SELECT object_key, size_bytes FROM permit.document WHERE bucket = %s",
+                [uploader.bucket],
+            ).fetchall()
         )
-    }
     result = Reconciliation(objects=len(objects), documents=len(documents))
     result.orphans = sorted(set(objects) - set(documents) - in_flight)
     result.missing = sorted(set(documents) - set(objects))
     result.size_mismatch = sorted(
-        key for key, size in documents.items() if key in objects and objects[key] != size
+        key for key, size in documents.items() if key in objects and objects[key][0] != size
     )
     if delete:
+        cutoff = datetime.now(UTC) - min_age
         for key in result.orphans:
-            client.delete_object(Bucket=uploader.bucket, Key=key)
-            result.deleted.append(key)
+            if objects[key][1] <= cutoff:
+                client.delete_object(Bucket=uploader.bucket, Key=key)
+                result.deleted.append(key)
     return result
 
 
-def _objects(client: Any, bucket: str, prefix: str) -> dict[str, int]:
-    sizes = {}
+def _objects(client: Any, bucket: str, prefix: str) -> dict[str, tuple[int, datetime]]:
+    """Key -> (size, last modified)."""
+    found = {}
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
-            sizes[item["Key"]] = item["Size"]
-    return sizes
+            found[item["Key"]] = (item["Size"], item["LastModified"])
+    return found

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from harness.config import PermitSettings, S3Settings, load, worker_id
 from harness.lifecycle import stop_requested
 from harness.permits.consumer import PermitConsumer, RunTotals
-from harness.permits.store import PermitStore
+from harness.permits.store import DeadLetter, PermitStore
 from harness.permits.upload import PermitUploader
 from harness.s3 import make_client
 from harness.wakeup import PollBackoff, wait_for_notification
@@ -53,15 +53,19 @@ def run_permits(database_url: str, console: Console, *, loop: bool = False) -> i
         dead_letters = store.dead_letters()
     _print_reconciliation(console, totals)
     if totals.dead_letters:
-        console.print(f"permits: {len(dead_letters)} dead letter(s); requeue with `harness retry`:")
-        for dead in dead_letters[:20]:
-            console.print(
-                f"  staged row {dead.staged_permit_id} permit {dead.permit_number}"
-                f" generation {dead.permit_generation}: {dead.last_error}",
-                markup=False,
-            )
+        print_dead_letters(console, dead_letters)
         return EXIT_DEAD_LETTERS
     return EXIT_OK
+
+
+def print_dead_letters(console: Console, dead_letters: list[DeadLetter]) -> None:
+    console.print(f"permits: {len(dead_letters)} dead letter(s); requeue with `harness retry`:")
+    for dead in dead_letters[:20]:
+        console.print(
+            f"  staged row {dead.staged_permit_id} permit {dead.permit_number}"
+            f" generation {dead.permit_generation}: {dead.last_error}",
+            markup=False,
+        )
 
 
 def _loop(consumer: PermitConsumer, database_url: str, stop: threading.Event) -> RunTotals:

@@ -91,14 +91,21 @@ class ShipmentDispatcher:
         totals = DispatchTotals()
         totals.assigned += self.store.apply_assignment_rules()
         in_flight: InFlight | None = None
+        claimed_since_idle = False
         while True:
             claimed = [] if self.stop.is_set() else self._claim()
+            claimed_since_idle = claimed_since_idle or bool(claimed)
             next_flight = self._start_calls(claimed) if claimed else None
             if in_flight:
                 self._record(in_flight, totals)
             in_flight = next_flight
-            if not in_flight:
+            if in_flight:
+                continue
+            # the last round may have left jobs due again at once (a replaced key's create,
+            # a job changed while its call ran): claim until a pass finds nothing
+            if not claimed_since_idle or self.stop.is_set():
                 break
+            claimed_since_idle = False
         if not self.stop.is_set() and self._status_poll_due():
             self.poll_statuses(totals)
         return totals
@@ -157,7 +164,7 @@ class ShipmentDispatcher:
             {"do_number": j.get("do_number"), "date": j.get("date"), "status": j.get("status")}
             for j in jobs
         ]
-        totals.statuses += self.store.record_statuses(statuses)
+        totals.statuses += self.store.record_statuses(statuses, due)
 
     def _send(self, operation: str, jobs: list[ClaimedJob]) -> list[dict[str, Any]]:
         try:
@@ -186,6 +193,8 @@ def _result(job: ClaimedJob, outcome: JobOutcome | None) -> dict[str, Any]:
     return {
         "job_id": job.job_id,
         "version": job.version,
+        "do_number": job.do_number,
+        "date": job.date,
         "outcome": outcome.outcome,
         "detrack_id": outcome.detrack_id,
         "http_status": outcome.http_status,

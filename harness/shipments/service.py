@@ -13,7 +13,7 @@ from harness.lifecycle import stop_requested
 from harness.shipments.client import DetrackClient, RetryPolicy
 from harness.shipments.dispatcher import DispatchSettings, DispatchTotals, ShipmentDispatcher
 from harness.shipments.limiter import SlidingWindowLimiter
-from harness.shipments.store import ShipmentStore
+from harness.shipments.store import FailedJob, ShipmentStore
 from harness.wakeup import PollBackoff, wait_for_notification
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ def run_shipments(database_url: str, console: Console, *, loop: bool = False) ->
         psycopg.connect(database_url, autocommit=True) as connection,
     ):
         store = ShipmentStore(connection)
+        started = store.now()
         console.print(f"shipments: {store.pending_count()} job(s) pending")
         dispatcher = ShipmentDispatcher(store, client, settings, worker, stop)
         try:
@@ -52,22 +53,26 @@ def run_shipments(database_url: str, console: Console, *, loop: bool = False) ->
         finally:
             dispatcher.close()
             client.close()
-        failed = [job for job in store.failed_jobs() if job.job_id in totals.failed_job_ids]
+        failed = store.failed_jobs(since=started)
     console.print(
         f"shipments: sent {totals.sent} in {totals.calls} call(s), synced {totals.synced},"
         f" failed {totals.failed}, retrying {totals.retrying}, dead {totals.dead},"
         f" newly assigned {totals.assigned}, delivery statuses updated {totals.statuses}"
     )
     if totals.failed or totals.dead:
-        console.print("shipments: jobs DeTrack refused or that ran out of attempts:")
-        for job in failed:
-            console.print(
-                f"  job {job.job_id} (shipment {job.shipment_number}): {job.sync_state},"
-                f" HTTP {job.last_status}: {job.last_error}",
-                markup=False,
-            )
+        print_failed_jobs(console, failed)
         return EXIT_FAILED_JOBS
     return EXIT_OK
+
+
+def print_failed_jobs(console: Console, failed: list[FailedJob]) -> None:
+    console.print("shipments: jobs DeTrack refused or that ran out of attempts:")
+    for job in failed:
+        console.print(
+            f"  job {job.job_id} (shipment {job.shipment_number}): {job.sync_state},"
+            f" HTTP {job.last_status}: {job.last_error}",
+            markup=False,
+        )
 
 
 def _loop(

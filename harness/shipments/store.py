@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -80,17 +80,23 @@ class ShipmentStore:
         )
         return [row[0] for row in rows]
 
-    def record_statuses(self, statuses: list[dict[str, Any]]) -> int:
+    def record_statuses(self, statuses: list[dict[str, Any]], polled: list[str]) -> int:
         return self.connection.execute(
-            "SELECT delivery.record_statuses(%s)", [Jsonb(statuses)]
+            "SELECT delivery.record_statuses(%s, %s)", [Jsonb(statuses), polled]
         ).fetchone()[0]
 
-    def failed_jobs(self) -> list[FailedJob]:
+    def failed_jobs(self, since: datetime | None = None) -> list[FailedJob]:
+        """Jobs DeTrack refused or that ran out of attempts (those settled after ``since``)."""
         with self.connection.cursor(row_factory=class_row(FailedJob)) as cursor:
             return cursor.execute(
                 "SELECT job_id, shipment_number, sync_state, last_status, last_error"
-                " FROM delivery.job WHERE sync_state IN ('failed', 'dead') ORDER BY job_id"
+                " FROM delivery.job WHERE sync_state IN ('failed', 'dead')"
+                " AND updated_at >= coalesce(%s, '-infinity') ORDER BY job_id",
+                [since],
             ).fetchall()
+
+    def now(self) -> datetime:
+        return self.connection.execute("SELECT clock_timestamp()").fetchone()[0]
 
     def pending_count(self) -> int:
         return self.connection.execute(
