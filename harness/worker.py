@@ -26,6 +26,7 @@ from harness.permits.store import DeadLetter, PermitStore
 from harness.shipments.dispatcher import DispatchTotals, ShipmentDispatcher
 from harness.shipments.service import dispatch_settings, make_client, print_failed_jobs
 from harness.shipments.store import FailedJob, ShipmentStore
+from harness.totals import accumulate
 from harness.wakeup import PollBackoff, wait_for_notification
 
 log = logging.getLogger(__name__)
@@ -89,8 +90,8 @@ def run_worker(database_url: str, console: Console, *, loop: bool = False) -> in
             while True:
                 permits = consumer.drain(wait_for_leases=not loop) if consumer else RunTotals()
                 shipments = dispatcher.drain() if dispatcher else DispatchTotals()
-                _add(totals.permits, permits)
-                _add(totals.shipments, shipments)
+                accumulate(totals.permits, permits)
+                accumulate(totals.shipments, shipments)
                 last_requeue = _housekeeping(connection, alerts, totals, last_requeue)
                 if not loop or stop.is_set():
                     break
@@ -141,8 +142,3 @@ def _housekeeping(
         last_requeue = now
     totals.alerts_sent += send_pending_alerts(connection, alerts).sent
     return last_requeue
-
-
-def _add(total: object, part: object) -> None:
-    for name, value in vars(part).items():
-        setattr(total, name, getattr(total, name) + value)

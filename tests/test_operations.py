@@ -234,3 +234,31 @@ def test_harness_run_drives_both_pipelines_and_mails_alerts(
         in result.stderr
     )
     assert [b"dead-lettered" in m for _, m in inbox.messages] == [True]
+
+
+def test_the_long_running_worker_wakes_on_new_shipments_and_stops_on_cancel(
+    db_url: str, fake: DetrackFake
+) -> None:
+    env = {
+        "DATABASE_URL": db_url,
+        "DETRACK_BASE_URL": fake.base_url,
+        "DETRACK_API_KEY": API_KEY,
+        "PGFERRY_PIPELINES": "shipments",
+    }
+    with connect(db_url) as conn:
+        conn.execute(
+            "CREATE FUNCTION notify_sent() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$BEGIN PERFORM pg_notify('test_sent', ''); RETURN NULL; END$$;"
+            " CREATE TRIGGER notify_sent AFTER UPDATE ON delivery.job"
+            " FOR EACH STATEMENT EXECUTE FUNCTION notify_sent()"
+        )
+        conn.execute("LISTEN test_sent")
+        worker = start_harness(env, "run", "--loop")
+        for expected in (1, 2):  # two separate ERP inserts while the worker waits
+            insert_shipments(conn, [shipment()])
+            while len(fake.jobs()) < expected:  # each job update wakes this loop
+                assert list(conn.notifies(timeout=30, stop_after=1))
+        assert run_harness(env, "cancel").returncode == 0
+        assert worker.wait(timeout=60) == 0
+    assert len(fake.jobs()) == 2
+    assert "shipments: sent 2, synced 2" in worker.stderr.read()

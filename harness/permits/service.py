@@ -17,6 +17,7 @@ from harness.permits.consumer import PermitConsumer, RunTotals
 from harness.permits.store import DeadLetter, PermitStore
 from harness.permits.upload import PermitUploader
 from harness.s3 import make_client
+from harness.totals import accumulate
 from harness.wakeup import PollBackoff, wait_for_notification
 
 log = logging.getLogger(__name__)
@@ -76,16 +77,11 @@ def _loop(consumer: PermitConsumer, database_url: str, stop: threading.Event) ->
         listener.execute("LISTEN etl_process_ended")
         while not stop.is_set():
             run = consumer.drain(wait_for_leases=False)
-            _add(totals, run)
+            accumulate(totals, run)
             if run.claimed:
                 backoff.reset()
             wait_for_notification(listener, backoff.next_delay(), stop)
     return totals
-
-
-def _add(totals: RunTotals, run: RunTotals) -> None:
-    for name, value in vars(run).items():
-        setattr(totals, name, getattr(totals, name) + value)
 
 
 @contextmanager

@@ -14,6 +14,7 @@ from harness.shipments.client import DetrackClient, RetryPolicy
 from harness.shipments.dispatcher import DispatchSettings, DispatchTotals, ShipmentDispatcher
 from harness.shipments.limiter import SlidingWindowLimiter
 from harness.shipments.store import FailedJob, ShipmentStore
+from harness.totals import accumulate
 from harness.wakeup import PollBackoff, wait_for_notification
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,7 @@ def _loop(
         listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
         while not stop.is_set():
             run = dispatcher.drain()
-            for name, value in vars(run).items():
-                setattr(totals, name, getattr(totals, name) + value)
+            accumulate(totals, run)
             if run.sent or run.statuses:
                 backoff.reset()
             wait_for_notification(listener, backoff.next_delay(), stop)
