@@ -22,7 +22,7 @@ from harness.config import PermitSettings
 from harness.detrack_fake import DetrackFake
 from harness.embedded import EmbeddedServer
 from harness.permits.consumer import PermitConsumer
-from harness.permits.service import _progress as permit_progress
+from harness.permits.service import progress_bar
 from harness.permits.store import PermitStore
 from harness.permits.upload import PermitUploader
 from harness.s3 import make_client
@@ -137,7 +137,7 @@ def _run_permits(conn: psycopg.Connection, s3_endpoint: str, console: Console) -
     store = PermitStore(conn)
     backlog = store.backlog()
     uploader = PermitUploader(make_client(s3_endpoint), BUCKET, "permits/")
-    with permit_progress(console, backlog.claimable) as on_batch:
+    with progress_bar(console, backlog.claimable) as on_batch:
         consumer = PermitConsumer(store, uploader, PermitSettings(), "demo", on_batch=on_batch)
         totals = consumer.drain()
         consumer.close()

@@ -7,6 +7,7 @@ to 1 s as soon as work is found.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import psycopg
@@ -43,3 +44,21 @@ def wait_for_notification(
             return True
         remaining -= slice_
     return False
+
+
+def run_until_stopped(
+    database_url: str, channels: Iterable[str], stop: threading.Event, cycle: Callable[[], bool]
+) -> None:
+    """Run ``cycle`` (True when it found work), then wait for a NOTIFY on ``channels`` or the
+    next poll, until ``stop``. The LISTEN starts before the first cycle, so no wake-up sent
+    while a cycle runs is missed."""
+    backoff = PollBackoff()
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        for channel in channels:
+            listener.execute(f"LISTEN {channel}")
+        while not stop.is_set():
+            if cycle():
+                backoff.reset()
+            if stop.is_set():
+                break
+            wait_for_notification(listener, backoff.next_delay(), stop)

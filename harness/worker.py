@@ -27,7 +27,7 @@ from harness.shipments.dispatcher import DispatchTotals, ShipmentDispatcher
 from harness.shipments.service import dispatch_settings, make_client, print_failed_jobs
 from harness.shipments.store import FailedJob, ShipmentStore
 from harness.totals import accumulate
-from harness.wakeup import PollBackoff, wait_for_notification
+from harness.wakeup import run_until_stopped
 
 log = logging.getLogger(__name__)
 CHANNELS = ("etl_process_ended", "delivery_job_pending")
@@ -65,10 +65,7 @@ def run_worker(database_url: str, console: Console, *, loop: bool = False) -> in
     with (
         stop_requested(database_url, worker) as stop,
         psycopg.connect(database_url, autocommit=True) as connection,
-        psycopg.connect(database_url, autocommit=True) as listener,
     ):
-        for channel in CHANNELS:
-            listener.execute(f"LISTEN {channel}")
         consumer = (
             PermitConsumer(PermitStore(connection), uploader, permit_settings, worker, stop)
             if uploader
@@ -85,19 +82,22 @@ def run_worker(database_url: str, console: Console, *, loop: bool = False) -> in
             if client
             else None
         )
-        backoff, last_requeue = PollBackoff(), 0.0
+        last_requeue = 0.0
+
+        def cycle() -> bool:
+            nonlocal last_requeue
+            permits = consumer.drain(wait_for_leases=not loop) if consumer else RunTotals()
+            shipments = dispatcher.drain() if dispatcher else DispatchTotals()
+            accumulate(totals.permits, permits)
+            accumulate(totals.shipments, shipments)
+            last_requeue = _housekeeping(connection, alerts, totals, last_requeue)
+            return bool(permits.claimed or shipments.sent or shipments.statuses)
+
         try:
-            while True:
-                permits = consumer.drain(wait_for_leases=not loop) if consumer else RunTotals()
-                shipments = dispatcher.drain() if dispatcher else DispatchTotals()
-                accumulate(totals.permits, permits)
-                accumulate(totals.shipments, shipments)
-                last_requeue = _housekeeping(connection, alerts, totals, last_requeue)
-                if not loop or stop.is_set():
-                    break
-                if permits.claimed or shipments.sent or shipments.statuses:
-                    backoff.reset()
-                wait_for_notification(listener, backoff.next_delay(), stop)
+            if loop:
+                run_until_stopped(database_url, CHANNELS, stop, cycle)
+            else:
+                cycle()
         finally:
             for part in (consumer, dispatcher):
                 if part:

@@ -18,7 +18,7 @@ from harness.permits.store import DeadLetter, PermitStore
 from harness.permits.upload import PermitUploader
 from harness.s3 import make_client
 from harness.totals import accumulate
-from harness.wakeup import PollBackoff, wait_for_notification
+from harness.wakeup import run_until_stopped
 
 log = logging.getLogger(__name__)
 EXIT_OK, EXIT_DEAD_LETTERS = 0, 1
@@ -45,7 +45,7 @@ def run_permits(database_url: str, console: Console, *, loop: bool = False) -> i
             f"permits: {waiting} staged permit(s) waiting in completed runs"
             f" ({backlog.retry_later} waiting to retry, {backlog.dead} dead letter(s))"
         )
-        with _progress(console, waiting) as on_batch:
+        with progress_bar(console, waiting) as on_batch:
             consumer = PermitConsumer(store, uploader, settings, worker, stop, on_batch)
             try:
                 totals = _loop(consumer, database_url, stop) if loop else consumer.drain()
@@ -72,20 +72,19 @@ def print_dead_letters(console: Console, dead_letters: list[DeadLetter]) -> None
 def _loop(consumer: PermitConsumer, database_url: str, stop: threading.Event) -> RunTotals:
     """Drain, then wait for a finished loader run (NOTIFY) or the next poll, until stopped."""
     totals = RunTotals()
-    backoff = PollBackoff()
-    with psycopg.connect(database_url, autocommit=True) as listener:
-        listener.execute("LISTEN etl_process_ended")
-        while not stop.is_set():
-            run = consumer.drain(wait_for_leases=False)
-            accumulate(totals, run)
-            if run.claimed:
-                backoff.reset()
-            wait_for_notification(listener, backoff.next_delay(), stop)
+
+    def cycle() -> bool:
+        run = consumer.drain(wait_for_leases=False)
+        accumulate(totals, run)
+        return bool(run.claimed)
+
+    run_until_stopped(database_url, ["etl_process_ended"], stop, cycle)
     return totals
 
 
 @contextmanager
-def _progress(console: Console, total: int) -> Iterator:
+def progress_bar(console: Console, total: int) -> Iterator:
+    """A permits progress bar on a terminal; elsewhere a callback that does nothing."""
     if not console.is_terminal:
         yield lambda totals: None
         return

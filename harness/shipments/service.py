@@ -15,7 +15,7 @@ from harness.shipments.dispatcher import DispatchSettings, DispatchTotals, Shipm
 from harness.shipments.limiter import SlidingWindowLimiter
 from harness.shipments.store import FailedJob, ShipmentStore
 from harness.totals import accumulate
-from harness.wakeup import PollBackoff, wait_for_notification
+from harness.wakeup import run_until_stopped
 
 log = logging.getLogger(__name__)
 EXIT_OK, EXIT_FAILED_JOBS = 0, 1
@@ -82,13 +82,11 @@ def _loop(
     """Drain, then sleep until a trigger's NOTIFY or the next poll (1 s doubling to 300 s,
     back to 1 s as soon as work is found)."""
     totals = DispatchTotals()
-    backoff = PollBackoff()
-    with psycopg.connect(database_url, autocommit=True) as listener:
-        listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        while not stop.is_set():
-            run = dispatcher.drain()
-            accumulate(totals, run)
-            if run.sent or run.statuses:
-                backoff.reset()
-            wait_for_notification(listener, backoff.next_delay(), stop)
+
+    def cycle() -> bool:
+        run = dispatcher.drain()
+        accumulate(totals, run)
+        return bool(run.sent or run.statuses)
+
+    run_until_stopped(database_url, [NOTIFY_CHANNEL], stop, cycle)
     return totals
