@@ -63,6 +63,9 @@ class DetrackSettings(BaseSettings):
 class ShipmentSettings(BaseSettings):
     model_config = _config("SHIPMENTS_")
 
+    sync_batch: int = Field(
+        50_000, ge=1, description="ERP shipments copied and mapped per transaction"
+    )
     claim_size: int = Field(500, ge=1, le=5000, description="Jobs claimed per round")
     concurrency: int = Field(4, ge=1, le=32, description="DeTrack calls in flight")
     lease_seconds: float = Field(300, gt=0, description="How long a claim is held")

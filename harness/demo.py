@@ -123,13 +123,12 @@ def _play_erp(conn: psycopg.Connection, console: Console) -> None:
         " FROM generate_series(1, %s) AS g",
         [SHIPMENTS],
     )
-    jobs, errors = conn.execute(
-        "SELECT (SELECT count(*) FROM delivery.job),"
-        " (SELECT count(*) FROM etl.error_log WHERE object_name = 'erp.shipment_to_delivery')"
-    ).fetchone()
+    recorded = conn.execute(
+        "SELECT sum(shipment_count) FROM delivery.erp_change WHERE source_table = 'erp.shipment'"
+    ).fetchone()[0]
     console.print(
-        f"ERP: {SHIPMENTS} shipments inserted in one statement: {jobs} qualify and"
-        f" became jobs, {errors} bad rows logged (the ERP insert succeeded)"
+        f"ERP: {SHIPMENTS} shipments and their packages inserted, a statement each; the"
+        f" triggers recorded the {recorded} shipments that qualify, for the worker to copy"
     )
 
 
@@ -166,10 +165,16 @@ def _run_shipments(conn: psycopg.Connection, detrack: DetrackFake, console: Cons
         dispatcher.poll_statuses(sent)
     dispatcher.close()
     client.close()
-    shipped = conn.execute("SELECT count(*) FROM erp.shipment WHERE shipped").fetchone()[0]
+    shipped, jobs, errors = conn.execute(
+        "SELECT (SELECT count(*) FROM erp.shipment WHERE shipped),"
+        " (SELECT count(*) FROM delivery.job),"
+        " (SELECT count(*) FROM etl.error_log WHERE object_name = 'delivery.copy_shipments')"
+    ).fetchone()
     assigned = sum(1 for job in detrack.jobs() if job.get("assign_to"))
     console.print(
-        f"shipments: {sent.synced} jobs created in DeTrack in {sent.calls} bulk call(s),"
+        f"shipments: the worker copied them: {jobs} jobs, {errors} bad rows logged (naming"
+        f" shipment and field; the ERP insert had succeeded); {sent.synced} jobs created in"
+        f" DeTrack in {sent.calls} bulk call(s),"
         f" {assigned} assigned to a vehicle by the rules; 25 deliveries completed by the"
         f" drivers, read back: {shipped} ERP shipments now marked shipped"
     )

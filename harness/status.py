@@ -37,11 +37,15 @@ SELECT count(*) FILTER (WHERE s.state <> 'dead'),
  WHERE p.status = 'succeeded'
 """
 
+# the backlog counts ERP changes not yet copied (delivery.erp_change) and jobs not yet sent
 SHIPMENT_QUEUE_SQL = """
-SELECT count(*) FILTER (WHERE sync_state = 'pending'),
-       count(*) FILTER (WHERE sync_state IN ('failed', 'dead')),
-       extract(epoch FROM now() - min(updated_at) FILTER (WHERE sync_state = 'pending'))
-  FROM delivery.job
+SELECT j.pending + c.waiting, j.failed, extract(epoch FROM now() - least(j.since, c.since))
+  FROM (SELECT count(*) FILTER (WHERE sync_state = 'pending') AS pending,
+               count(*) FILTER (WHERE sync_state IN ('failed', 'dead')) AS failed,
+               min(updated_at) FILTER (WHERE sync_state = 'pending') AS since
+          FROM delivery.job) AS j,
+       (SELECT coalesce(sum(shipment_count), 0) AS waiting, min(queued_at) AS since
+          FROM delivery.erp_change) AS c
 """
 
 ALERTS_SQL = "SELECT count(*) FILTER (WHERE sent_at IS NULL), count(*) FROM etl.alert"

@@ -30,7 +30,7 @@ from harness.totals import accumulate
 from harness.wakeup import run_until_stopped
 
 log = logging.getLogger(__name__)
-CHANNELS = ("etl_process_ended", "delivery_job_pending")
+CHANNELS = ("etl_process_ended", "delivery_erp_changed", "delivery_job_pending")
 
 
 @dataclass
@@ -91,7 +91,9 @@ def run_worker(database_url: str, console: Console, *, loop: bool = False) -> in
             accumulate(totals.permits, permits)
             accumulate(totals.shipments, shipments)
             last_requeue = _housekeeping(connection, alerts, totals, last_requeue)
-            return bool(permits.claimed or shipments.sent or shipments.statuses)
+            return bool(
+                permits.claimed or shipments.erp_synced or shipments.sent or shipments.statuses
+            )
 
         try:
             if loop:

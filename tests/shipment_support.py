@@ -73,6 +73,14 @@ def insert_shipments(connection: psycopg.Connection, rows: list[dict[str, Any]])
     connection.execute(f"INSERT INTO erp.shipment ({columns}) VALUES {values}", params)
 
 
+def sync(connection: psycopg.Connection, batch: int = 50_000) -> int:
+    """The worker's half of the chain: copy and map every ERP change the triggers recorded."""
+    store, synced = ShipmentStore(connection), 0
+    while taken := store.sync_erp_changes(batch):
+        synced += taken
+    return synced
+
+
 def make_client(fake: DetrackFake, timeout: float = 2.0, max_retries: int = 4) -> DetrackClient:
     return DetrackClient(
         fake.base_url,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import psycopg
 import pytest
 from typer.testing import CliRunner
 
@@ -173,3 +174,20 @@ def test_seal_refuses_edited_history(project_copy: SqlLayout) -> None:
     ]
     with pytest.raises(history.HistoryError, match="history was edited"):
         history.seal(project_copy)
+
+
+def test_downgrading_below_0007_refuses_while_erp_changes_wait(empty_db_url: str) -> None:
+    migrate.upgrade(empty_db_url)
+    with connect(empty_db_url) as conn:
+        conn.execute(
+            "INSERT INTO erp.shipment (shipment_number, ship_via, is_partial, ship_address_1)"
+            " VALUES (1, '10005', true, '1 Government St')"
+        )
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="1 ERP shipment"):
+        migrate.downgrade(empty_db_url, "0006")
+    assert migrate.current_revision(empty_db_url) == migrate.head_revision()
+
+    with connect(empty_db_url) as conn:
+        conn.execute("SELECT delivery.sync_erp_changes()")
+    migrate.downgrade(empty_db_url, "0006")  # nothing waits: the 0006 triggers take over
+    assert migrate.current_revision(empty_db_url) == "0006"

@@ -28,7 +28,7 @@ from tests.permit_support import (
     worker_env,
 )
 from tests.pg import connect
-from tests.shipment_support import API_KEY, insert_shipments, shipment
+from tests.shipment_support import API_KEY, insert_shipments, shipment, sync
 
 
 class Inbox:
@@ -166,13 +166,20 @@ def test_the_scheduled_retry_requeues_retryable_dead_letters_up_to_the_cap(
 
 
 def test_lag_alerts_are_queued_once_per_quiet_period(conn: psycopg.Connection) -> None:
-    insert_shipments(conn, [shipment()])
-    conn.execute("UPDATE delivery.job SET updated_at = now() - interval '2 hours'")
+    insert_shipments(conn, [shipment()])  # recorded by the trigger; no worker copies it
+    conn.execute("UPDATE delivery.erp_change SET queued_at = now() - interval '2 hours'")
     first = conn.execute("SELECT * FROM etl.queue_lag_alerts('1 hour')").fetchall()
     second = conn.execute("SELECT * FROM etl.queue_lag_alerts('1 hour')").fetchall()
     assert (first, second) == ([("shipments",)], [])
     subject = conn.execute("SELECT subject FROM etl.alert WHERE kind = 'lag'").fetchone()[0]
     assert subject.startswith("pgferry: shipments is behind (oldest item waiting 02:00:0")
+
+    sync(conn)  # copied: now a job waits to be sent
+    conn.execute("UPDATE delivery.job SET updated_at = now() - interval '3 hours'")
+    conn.execute("UPDATE etl.alert SET created_at = now() - interval '2 hours'")
+    assert conn.execute("SELECT * FROM etl.queue_lag_alerts('1 hour')").fetchall() == [
+        ("shipments",)
+    ]
 
 
 def test_cancel_stops_a_running_consumer_cleanly(

@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import psycopg
+import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
@@ -20,6 +21,7 @@ from tests.shipment_support import (
     job_row,
     make_dispatcher,
     shipment,
+    sync,
 )
 
 
@@ -31,11 +33,13 @@ def test_qualifying_shipments_become_jobs_and_bad_rows_never_fail_the_erp(
     bad = [shipment(ship_address_1=None), shipment(ship_phone="9" * 40)]
 
     insert_shipments(conn, [*good, *bad, *other])  # one ERP statement; it must succeed
+    sync(conn)
 
     jobs = conn.execute("SELECT shipment_number FROM delivery.job ORDER BY 1").fetchall()
     assert jobs == [(good[0]["shipment_number"],), (good[1]["shipment_number"],)]
     errors = conn.execute(
-        "SELECT row_key->>'shipment_number', sqlstate, detail FROM etl.error_log ORDER BY 1"
+        "SELECT row_key->>'shipment_number', sqlstate, detail FROM etl.error_log"
+        " WHERE object_name = 'delivery.copy_shipments' ORDER BY 1"
     ).fetchall()
     assert [(int(n), s) for n, s, _ in errors] == [
         (bad[0]["shipment_number"], "23502"),
@@ -49,13 +53,18 @@ def test_qualifying_shipments_become_jobs_and_bad_rows_never_fail_the_erp(
 def test_only_real_changes_make_a_job_pending(conn: psycopg.Connection) -> None:
     row = shipment()
     insert_shipments(conn, [row])
+    sync(conn)
     number = row["shipment_number"]
     before = job_row(conn, number)["version"]
 
     conn.execute("UPDATE erp.shipment SET last_modified = now(), shipped = false")
+    assert sync(conn) == 0  # columns the copy does not use: nothing recorded
+    conn.execute("UPDATE erp.shipment SET ship_name = ship_name")
+    assert sync(conn) == 0  # touched, not changed
     assert job_row(conn, number)["version"] == before
 
     conn.execute("UPDATE erp.shipment SET ship_phone = '250-555-0199'")
+    assert sync(conn) == 1
     job = job_row(conn, number)
     assert job["version"] == before + 1 and job["payload"]["phone_number"] == "250-555-0199"
 
@@ -179,6 +188,7 @@ def test_the_run_command_exits_1_and_names_refused_jobs(db_url: str, fake: Detra
             ]
         )
         insert_shipments(conn, rows)
+        sync(conn)
         job_id = job_row(conn, rows[0]["shipment_number"])["job_id"]
     env = {"DATABASE_URL": db_url, "DETRACK_BASE_URL": fake.base_url, "DETRACK_API_KEY": API_KEY}
     result = CliRunner().invoke(app, ["run", "shipments"], env=env)
@@ -270,9 +280,11 @@ def test_a_change_made_while_the_call_ran_is_sent_even_if_the_call_was_refused(
 ) -> None:
     row = shipment()
     insert_shipments(conn, [row])
+    sync(conn)
     store = ShipmentStore(conn)
     (claimed,) = store.claim("w", 10, timedelta(minutes=1))
     conn.execute("UPDATE erp.shipment SET ship_phone = '250-555-0111'")  # the ERP fixes it
+    sync(conn)
     store.record(
         "w",
         [
@@ -302,3 +314,102 @@ def test_clearing_the_ship_via_code_cancels_the_job(
     conn.execute("UPDATE erp.shipment SET ship_via = NULL")
     make_dispatcher(conn, fake).drain()
     assert fake.jobs() == []
+
+
+def test_the_erp_statement_records_shipment_numbers_and_the_worker_copies_them(
+    conn: psycopg.Connection,
+) -> None:
+    qualifying = [shipment(), shipment()]
+    insert_shipments(conn, [*qualifying, shipment(ship_via="UPS")])
+
+    # the ERP's statement wrote one change row, nothing else of ours
+    changes = conn.execute(
+        "SELECT source_table, shipment_numbers, shipment_count FROM delivery.erp_change"
+    ).fetchall()
+    numbers = [row["shipment_number"] for row in qualifying]
+    assert changes == [("erp.shipment", numbers, 2)]
+    assert conn.execute("SELECT count(*) FROM delivery.job").fetchone() == (0,)
+
+    assert sync(conn) == 2
+    jobs = conn.execute("SELECT shipment_number FROM delivery.job ORDER BY 1").fetchall()
+    assert jobs == [(n,) for n in numbers]
+    assert conn.execute("SELECT count(*) FROM delivery.erp_change").fetchone() == (0,)
+
+
+def test_a_large_erp_statement_is_copied_in_slices(conn: psycopg.Connection) -> None:
+    rows = [shipment() for _ in range(7)]
+    insert_shipments(conn, rows)
+    insert_shipments(conn, [shipment()])  # a second statement, queued behind the first
+    store = ShipmentStore(conn)
+
+    taken = [store.sync_erp_changes(3) for _ in range(4)]
+
+    # two slices of the first statement; its last one fits with the whole second
+    assert taken == [3, 3, 2, 0]
+    assert conn.execute("SELECT count(*) FROM delivery.job").fetchone() == (8,)
+    assert conn.execute("SELECT count(*) FROM delivery.erp_change").fetchone() == (0,)
+
+
+def test_a_sync_that_dies_leaves_its_changes_queued(db_url: str) -> None:
+    rows = [shipment() for _ in range(3)]
+    with connect(db_url) as conn, connect(db_url) as doomed:
+        insert_shipments(conn, rows)
+        doomed.autocommit = False
+        assert ShipmentStore(doomed).sync_erp_changes(100) == 3  # copied, not committed
+        pid = doomed.info.backend_pid
+        conn.execute("SELECT pg_terminate_backend(%s)", [pid])  # the worker dies here
+        with pytest.raises(psycopg.errors.AdminShutdown):
+            doomed.execute("SELECT 1")
+
+        assert conn.execute("SELECT count(*) FROM delivery.job").fetchone() == (0,)
+        assert conn.execute("SELECT shipment_count FROM delivery.erp_change").fetchall() == [(3,)]
+        assert sync(conn) == 3
+        jobs = conn.execute("SELECT shipment_number, version FROM delivery.job ORDER BY 1")
+        assert jobs.fetchall() == [(row["shipment_number"], 1) for row in rows]
+
+
+def test_concurrent_syncs_never_wait_on_each_other_or_copy_twice(db_url: str) -> None:
+    with connect(db_url) as conn, connect(db_url) as first:
+        insert_shipments(conn, [shipment() for _ in range(2)])
+        first.autocommit = False
+        assert ShipmentStore(first).sync_erp_changes(100) == 2  # holds the sync, uncommitted
+        insert_shipments(conn, [shipment()])
+
+        assert ShipmentStore(conn).sync_erp_changes(100) == 0  # returns at once, takes nothing
+        first.commit()
+        assert sync(conn) == 1
+        assert conn.execute(
+            "SELECT count(*), count(DISTINCT shipment_number), max(version) FROM delivery.job"
+        ).fetchone() == (3, 3, 1)
+
+
+def test_changing_the_qualifying_codes_re_evaluates_shipments(
+    conn: psycopg.Connection, fake: DetrackFake
+) -> None:
+    ups, ours = shipment(ship_via="UPS"), shipment(ship_via="1005")
+    insert_shipments(conn, [ups, ours])
+    dispatcher = make_dispatcher(conn, fake)
+    dispatcher.drain()
+    assert [job["do_number"] for job in fake.jobs()] == [ours["job_number"]]
+
+    conn.execute("UPDATE delivery.settings SET ship_via_codes = ARRAY['UPS', '10005']")
+    totals = dispatcher.drain()
+
+    assert totals.erp_synced == 2 and (totals.sent, totals.synced) == (2, 2)  # a create, a cancel
+    assert [job["do_number"] for job in fake.jobs()] == [ups["job_number"]]
+    conn.execute("UPDATE delivery.settings SET require_partial = require_partial")
+    assert sync(conn) == 0  # nothing that decides qualification changed
+
+
+def test_the_status_write_back_does_not_come_back_round(
+    conn: psycopg.Connection, fake: DetrackFake
+) -> None:
+    row = shipment()
+    insert_shipments(conn, [row])
+    dispatcher = make_dispatcher(conn, fake)
+    dispatcher.drain()
+    fake.set_status(row["job_number"], "2026-11-23", "completed")
+
+    assert dispatcher.drain().statuses == 1
+    assert conn.execute("SELECT delivery_status FROM erp.shipment").fetchone() == ("completed",)
+    assert conn.execute("SELECT count(*) FROM delivery.erp_change").fetchone() == (0,)

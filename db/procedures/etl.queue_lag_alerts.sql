@@ -13,8 +13,12 @@ AS $function$
           FROM tps.staged_permit AS s JOIN etl.process AS p USING (process_id)
          WHERE p.status = 'succeeded' AND s.state <> 'dead'
         UNION ALL
-        SELECT 'shipments', min(j.updated_at), count(*)
-          FROM delivery.job AS j WHERE j.sync_state = 'pending'
+        -- ERP changes not yet copied wait too (the worker is down, or far behind)
+        SELECT 'shipments', least(j.since, c.since), j.waiting + c.waiting
+          FROM (SELECT min(updated_at) AS since, count(*) AS waiting
+                  FROM delivery.job WHERE sync_state = 'pending') AS j,
+               (SELECT min(queued_at) AS since, coalesce(sum(shipment_count), 0) AS waiting
+                  FROM delivery.erp_change) AS c
     ), lagging AS (
         SELECT o.* FROM oldest AS o
          WHERE o.waiting_since < now() - p_threshold

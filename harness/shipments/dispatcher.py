@@ -28,6 +28,8 @@ IDENTITY_FIELDS = ("do_number", "date", "type")
 
 @dataclass(frozen=True)
 class DispatchSettings:
+    # ERP shipments copied and mapped per transaction (delivery.sync_erp_changes)
+    sync_batch: int = 50_000
     claim_size: int = 500
     concurrency: int = 4
     lease_seconds: float = 300
@@ -49,6 +51,7 @@ class InFlight:
 
 @dataclass
 class DispatchTotals:
+    erp_synced: int = 0  # ERP shipments copied and mapped (changed or not)
     sent: int = 0
     synced: int = 0
     failed: int = 0
@@ -83,12 +86,14 @@ class ShipmentDispatcher:
         self._pool.shutdown(wait=True)
 
     def drain(self) -> DispatchTotals:
-        """Assign what the rules now cover, send everything pending that is due, then read
-        statuses back. Returns when nothing due is left (or on stop).
+        """Copy and map what the ERP changed, assign what the rules now cover, send everything
+        pending that is due, then read statuses back. Returns when nothing due is left (or on
+        stop).
 
         Rounds overlap: the next round is claimed and its calls queued before the previous
         round's results are recorded, so the HTTP threads never wait for the database."""
         totals = DispatchTotals()
+        totals.erp_synced += self.sync_erp_changes()
         totals.assigned += self.store.apply_assignment_rules()
         in_flight: InFlight | None = None
         claimed_since_idle = False
@@ -109,6 +114,19 @@ class ShipmentDispatcher:
         if not self.stop.is_set() and self._status_poll_due():
             self.poll_statuses(totals)
         return totals
+
+    def sync_erp_changes(self) -> int:
+        """Take the ERP changes the triggers recorded, a batch per transaction, until none
+        wait. A large ERP import is reported batch by batch."""
+        synced = 0
+        while not self.stop.is_set():
+            taken = self.store.sync_erp_changes(self.settings.sync_batch)
+            if not taken:
+                break
+            synced += taken
+            if taken >= self.settings.sync_batch:
+                log.info("ERP shipments copied and mapped", extra={"shipments": synced})
+        return synced
 
     def _status_poll_due(self) -> bool:
         now = time.monotonic()

@@ -19,7 +19,8 @@ from harness.wakeup import run_until_stopped
 
 log = logging.getLogger(__name__)
 EXIT_OK, EXIT_FAILED_JOBS = 0, 1
-NOTIFY_CHANNEL = "delivery_job_pending"
+# the ERP's triggers recorded changes; jobs became pending (assignment, requeue, a re-map)
+NOTIFY_CHANNELS = ("delivery_erp_changed", "delivery_job_pending")
 
 
 def make_client(settings: DetrackSettings) -> DetrackClient:
@@ -47,7 +48,10 @@ def run_shipments(database_url: str, console: Console, *, loop: bool = False) ->
     ):
         store = ShipmentStore(connection)
         started = store.now()
-        console.print(f"shipments: {store.pending_count()} job(s) pending")
+        console.print(
+            f"shipments: {store.waiting_erp_changes()} ERP change(s) to copy,"
+            f" {store.pending_count()} job(s) pending"
+        )
         dispatcher = ShipmentDispatcher(store, client, settings, worker, stop)
         try:
             totals = _loop(dispatcher, database_url, stop) if loop else dispatcher.drain()
@@ -56,7 +60,8 @@ def run_shipments(database_url: str, console: Console, *, loop: bool = False) ->
             client.close()
         failed = store.failed_jobs(since=started)
     console.print(
-        f"shipments: sent {totals.sent} in {totals.calls} call(s), synced {totals.synced},"
+        f"shipments: copied {totals.erp_synced} ERP change(s), sent {totals.sent}"
+        f" in {totals.calls} call(s), synced {totals.synced},"
         f" failed {totals.failed}, retrying {totals.retrying}, dead {totals.dead},"
         f" newly assigned {totals.assigned}, delivery statuses updated {totals.statuses}"
     )
@@ -86,7 +91,7 @@ def _loop(
     def cycle() -> bool:
         run = dispatcher.drain()
         accumulate(totals, run)
-        return bool(run.sent or run.statuses)
+        return bool(run.erp_synced or run.sent or run.statuses)
 
-    run_until_stopped(database_url, [NOTIFY_CHANNEL], stop, cycle)
+    run_until_stopped(database_url, NOTIFY_CHANNELS, stop, cycle)
     return totals

@@ -44,6 +44,13 @@ class ShipmentStore:
     def __init__(self, connection: psycopg.Connection) -> None:
         self.connection = connection
 
+    def sync_erp_changes(self, limit: int) -> int:
+        """Copy and map the oldest ERP changes the triggers recorded, at most ``limit``
+        shipments, in one transaction. 0 when none wait, or another worker is syncing."""
+        return self.connection.execute("SELECT delivery.sync_erp_changes(%s)", [limit]).fetchone()[
+            0
+        ]
+
     def claim(self, worker: str, limit: int, lease: timedelta) -> list[ClaimedJob]:
         with self.connection.cursor(row_factory=class_row(ClaimedJob)) as cursor:
             return cursor.execute(
@@ -97,6 +104,12 @@ class ShipmentStore:
 
     def now(self) -> datetime:
         return self.connection.execute("SELECT clock_timestamp()").fetchone()[0]
+
+    def waiting_erp_changes(self) -> int:
+        """Shipment numbers the ERP's triggers recorded that no sync has taken yet."""
+        return self.connection.execute(
+            "SELECT coalesce(sum(shipment_count), 0) FROM delivery.erp_change"
+        ).fetchone()[0]
 
     def pending_count(self) -> int:
         return self.connection.execute(

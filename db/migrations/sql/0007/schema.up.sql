@@ -1,0 +1,17 @@
+-- pgferry 0007: the ERP's triggers record which shipments a statement touched, the worker copies
+-- and maps them (delivery.sync_erp_changes). One row per ERP statement: the numbers as an array
+-- (stored uncompressed: compressing a million numbers costs the ERP more than it saves).
+CREATE TABLE delivery.erp_change (
+    change_id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    source_table      text NOT NULL
+                      CHECK (source_table IN ('erp.shipment', 'erp.package', 'delivery.settings')),
+    shipment_numbers  bigint[] NOT NULL,
+    shipment_count    integer NOT NULL CHECK (shipment_count > 0),
+    queued_at         timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+ALTER TABLE delivery.erp_change ALTER COLUMN shipment_numbers SET STORAGE EXTERNAL;
+COMMENT ON TABLE delivery.erp_change IS
+    'ERP statements whose shipments wait to be copied and mapped (delivery.sync_erp_changes)';
+
+GRANT SELECT ON delivery.erp_change TO pgferry_worker;
+GRANT ALL ON delivery.erp_change TO pgferry_owner;

@@ -1,0 +1,36 @@
+-- delivery.settings_to_resync: a change of which shipments qualify (ship-via codes, the partial
+-- flag) re-evaluates every shipment it can affect: those whose ship-via code is in the old or
+-- the new list, and every live copy. They are queued like an ERP change (delivery.erp_change);
+-- the sync copies the shipments that now qualify and cancels the jobs of those that no longer do.
+CREATE OR REPLACE FUNCTION delivery.settings_to_resync()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $function$
+DECLARE
+    v_numbers bigint[];
+BEGIN
+    IF (NEW.ship_via_codes, NEW.require_partial)
+       IS NOT DISTINCT FROM (OLD.ship_via_codes, OLD.require_partial) THEN
+        RETURN NULL;
+    END IF;
+    SELECT array_agg(a.shipment_number) INTO v_numbers
+      FROM (SELECT e.shipment_number FROM erp.shipment AS e
+             WHERE e.ship_via = ANY (OLD.ship_via_codes || NEW.ship_via_codes)
+            UNION
+            SELECT d.shipment_number FROM delivery.shipment AS d WHERE d.deleted_at IS NULL) AS a;
+    IF v_numbers IS NOT NULL THEN
+        INSERT INTO delivery.erp_change (source_table, shipment_numbers, shipment_count)
+        VALUES ('delivery.settings', v_numbers, cardinality(v_numbers));
+        PERFORM pg_notify('delivery_erp_changed', cardinality(v_numbers)::text);
+    END IF;
+    RETURN NULL;
+END
+$function$;
+
+REVOKE ALL ON FUNCTION delivery.settings_to_resync() FROM PUBLIC;
+
+CREATE OR REPLACE TRIGGER settings_to_resync
+    AFTER UPDATE ON delivery.settings
+    FOR EACH ROW EXECUTE FUNCTION delivery.settings_to_resync();

@@ -1,0 +1,58 @@
+-- erp.package_to_job: a change to the ERP's packages changes the items of their shipments'
+-- jobs. Like erp.shipment_to_delivery, the ERP's statement only records the shipment numbers
+-- (delivery.erp_change, one row per statement); delivery.sync_erp_changes re-maps those
+-- shipments, and only jobs whose items really changed become pending.
+--
+-- Log-and-continue: the ERP's statement must never fail because of pgferry.
+CREATE OR REPLACE FUNCTION erp.package_to_job()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $function$
+DECLARE
+    v_numbers bigint[];
+    v_state   text; v_message text; v_detail text; v_hint text; v_context text;
+BEGIN
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            SELECT array_agg(n.shipment_number) INTO v_numbers FROM new_rows AS n;
+        ELSIF TG_OP = 'UPDATE' THEN
+            SELECT array_agg(c.shipment_number) INTO v_numbers
+              FROM (SELECT n.shipment_number FROM new_rows AS n
+                    UNION SELECT o.shipment_number FROM old_rows AS o) AS c;
+        ELSE
+            SELECT array_agg(o.shipment_number) INTO v_numbers FROM old_rows AS o;
+        END IF;
+        IF v_numbers IS NOT NULL THEN
+            INSERT INTO delivery.erp_change (source_table, shipment_numbers, shipment_count)
+            VALUES ('erp.package', v_numbers, cardinality(v_numbers));
+            PERFORM pg_notify('delivery_erp_changed', cardinality(v_numbers)::text);
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+            v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT,
+            v_context = PG_EXCEPTION_CONTEXT;
+        PERFORM etl.log_error(p_object_name => 'erp.package_to_job', p_sqlstate => v_state,
+                              p_message => 'ERP change not recorded: ' || v_message,
+                              p_detail => v_detail, p_hint => v_hint, p_context => v_context,
+                              p_table_name => 'erp.package');
+    END;
+    RETURN NULL;
+END
+$function$;
+
+REVOKE ALL ON FUNCTION erp.package_to_job() FROM PUBLIC;
+
+CREATE OR REPLACE TRIGGER package_to_job_insert
+    AFTER INSERT ON erp.package
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION erp.package_to_job();
+CREATE OR REPLACE TRIGGER package_to_job_update
+    AFTER UPDATE ON erp.package
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION erp.package_to_job();
+CREATE OR REPLACE TRIGGER package_to_job_delete
+    AFTER DELETE ON erp.package
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION erp.package_to_job();
