@@ -12,4 +12,5 @@ BEGIN
     END IF;
 END
 $$;
+DROP VIEW delivery.dtrack_shipping;
 DROP TABLE delivery.erp_change;

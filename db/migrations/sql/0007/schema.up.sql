@@ -15,3 +15,10 @@ COMMENT ON TABLE delivery.erp_change IS
 
 GRANT SELECT ON delivery.erp_change TO pgferry_worker;
 GRANT ALL ON delivery.erp_change TO pgferry_owner;
+
+-- The seed and SPEC call the API-ready jobs table dtrack_shipping: the name, for readers of both.
+CREATE VIEW delivery.dtrack_shipping AS SELECT * FROM delivery.job;
+COMMENT ON VIEW delivery.dtrack_shipping IS
+    'The seed''s name for delivery.job: DeTrack-ready jobs with their sync and delivery status';
+GRANT SELECT ON delivery.dtrack_shipping TO pgferry_worker;
+GRANT ALL ON delivery.dtrack_shipping TO pgferry_owner;
