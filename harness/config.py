@@ -64,7 +64,7 @@ class ShipmentSettings(BaseSettings):
     model_config = _config("SHIPMENTS_")
 
     sync_batch: int = Field(
-        50_000, ge=1, description="ERP shipments copied and mapped per transaction"
+        50_000, ge=1, le=1_000_000, description="ERP shipments copied and mapped per transaction"
     )
     claim_size: int = Field(500, ge=1, le=5000, description="Jobs claimed per round")
     concurrency: int = Field(4, ge=1, le=32, description="DeTrack calls in flight")

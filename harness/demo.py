@@ -124,7 +124,8 @@ def _play_erp(conn: psycopg.Connection, console: Console) -> None:
         [SHIPMENTS],
     )
     recorded = conn.execute(
-        "SELECT sum(shipment_count) FROM delivery.erp_change WHERE source_table = 'erp.shipment'"
+        "SELECT coalesce(sum(shipment_count), 0) FROM delivery.erp_change"
+        " WHERE source_table = 'erp.shipment'"
     ).fetchone()[0]
     console.print(
         f"ERP: {SHIPMENTS} shipments and their packages inserted, a statement each; the"

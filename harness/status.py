@@ -44,7 +44,7 @@ SELECT j.pending + c.waiting, j.failed, extract(epoch FROM now() - least(j.since
                count(*) FILTER (WHERE sync_state IN ('failed', 'dead')) AS failed,
                min(updated_at) FILTER (WHERE sync_state = 'pending') AS since
           FROM delivery.job) AS j,
-       (SELECT coalesce(sum(shipment_count), 0) AS waiting, min(queued_at) AS since
+       (SELECT coalesce(sum(shipment_count - taken), 0) AS waiting, min(queued_at) AS since
           FROM delivery.erp_change) AS c
 """
 

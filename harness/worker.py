@@ -110,7 +110,8 @@ def run_worker(database_url: str, console: Console, *, loop: bool = False) -> in
             failed_jobs = ShipmentStore(connection).failed_jobs()
     console.print(
         f"permits: moved {totals.permits.moved}, duplicates {totals.permits.duplicates},"
-        f" dead letters {totals.permits.dead_letters}; shipments: sent {totals.shipments.sent},"
+        f" dead letters {totals.permits.dead_letters}; shipments: ERP shipments checked"
+        f" {totals.shipments.erp_synced}, sent {totals.shipments.sent},"
         f" synced {totals.shipments.synced}, failed {totals.shipments.failed},"
         f" dead {totals.shipments.dead}; alerts mailed {totals.alerts_sent};"
         f" dead letters requeued {totals.requeued}"

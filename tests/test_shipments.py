@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from datetime import timedelta
 
@@ -342,10 +343,15 @@ def test_a_large_erp_statement_is_copied_in_slices(conn: psycopg.Connection) -> 
     insert_shipments(conn, [shipment()])  # a second statement, queued behind the first
     store = ShipmentStore(conn)
 
-    taken = [store.sync_erp_changes(3) for _ in range(4)]
+    assert store.sync_erp_changes(3) == 3
+    # the change row's array is not rewritten: only how much of it was taken moves on
+    assert conn.execute(
+        "SELECT taken, shipment_count FROM delivery.erp_change ORDER BY change_id LIMIT 1"
+    ).fetchone() == (3, 7)
+    taken = [store.sync_erp_changes(3) for _ in range(3)]
 
-    # two slices of the first statement; its last one fits with the whole second
-    assert taken == [3, 3, 2, 0]
+    # the second slice of the first statement; its last one fits with the whole second
+    assert taken == [3, 2, 0]
     assert conn.execute("SELECT count(*) FROM delivery.job").fetchone() == (8,)
     assert conn.execute("SELECT count(*) FROM delivery.erp_change").fetchone() == (0,)
 
@@ -413,3 +419,76 @@ def test_the_status_write_back_does_not_come_back_round(
     assert dispatcher.drain().statuses == 1
     assert conn.execute("SELECT delivery_status FROM erp.shipment").fetchone() == ("completed",)
     assert conn.execute("SELECT count(*) FROM delivery.erp_change").fetchone() == (0,)
+
+
+def test_bad_rows_among_many_are_isolated_and_logged(conn: psycopg.Connection) -> None:
+    rows = [shipment() for _ in range(1000)]
+    bad = {17: {"ship_address_1": None}, 500: {"ship_phone": "9" * 40}, 999: {"job_number": None}}
+    for index, fields in bad.items():
+        rows[index].update(fields)
+    insert_shipments(conn, rows)
+
+    sync(conn)
+
+    assert conn.execute("SELECT count(*) FROM delivery.job").fetchone() == (997,)
+    errors = conn.execute(
+        "SELECT (row_key->>'shipment_number')::bigint, detail FROM etl.error_log"
+        " WHERE object_name = 'delivery.copy_shipments' ORDER BY 1"
+    ).fetchall()
+    assert [number for number, _ in errors] == [rows[i]["shipment_number"] for i in bad]
+    assert [detail.rsplit("field: ", 1)[1] for _, detail in errors] == [
+        "ship_address_1",
+        "ship_phone",
+        "job_number",
+    ]
+
+
+def test_package_changes_record_each_shipment_once_and_only_for_mapped_values(
+    conn: psycopg.Connection,
+) -> None:
+    row = shipment()
+    insert_shipments(conn, [row])
+    sync(conn)
+    number = row["shipment_number"]
+    conn.execute(
+        "INSERT INTO erp.package SELECT g, %s, 'truck', 'SKU-' || g, 'Box', 1"
+        " FROM generate_series(1, 3) AS g",
+        [number],
+    )
+    assert ShipmentStore(conn).waiting_erp_changes() == 1  # three packages, one shipment
+    sync(conn)
+    assert len(job_row(conn, number)["payload"]["items"]) == 3
+
+    conn.execute("UPDATE erp.package SET ship_method = 'van'")  # not part of the job
+    assert ShipmentStore(conn).waiting_erp_changes() == 0
+    conn.execute("UPDATE erp.package SET quantity = 2 WHERE package_id = 1")
+    assert ShipmentStore(conn).waiting_erp_changes() == 1
+
+
+def test_a_settings_change_waits_for_erp_statements_in_flight(db_url: str) -> None:
+    row = shipment(ship_via="4000")  # qualifies only once 4000 is added
+    with connect(db_url) as conn, connect(db_url) as erp, connect(db_url) as dba:
+        erp.autocommit = False
+        insert_shipments(erp, [row])  # chosen by the old settings: not recorded
+        dba_pid = dba.info.backend_pid
+        change = threading.Thread(
+            target=dba.execute,
+            args=["UPDATE delivery.settings SET ship_via_codes = ship_via_codes || '4000'::text"],
+        )
+        change.start()
+        while (
+            change.is_alive()
+            and not conn.execute(
+                "SELECT cardinality(pg_blocking_pids(%s)) > 0", [dba_pid]
+            ).fetchone()[0]
+        ):
+            pass  # until the settings change waits for the ERP's transaction
+        assert change.is_alive(), "the settings change did not wait for the ERP statement"
+        erp.commit()
+        change.join()
+        assert conn.execute(
+            "SELECT '4000' = ANY (ship_via_codes) FROM delivery.settings"
+        ).fetchone()
+
+        sync(conn)
+        assert job_row(conn, row["shipment_number"]) is not None

@@ -16,13 +16,21 @@ DECLARE
 BEGIN
     BEGIN
         IF TG_OP = 'INSERT' THEN
-            SELECT array_agg(n.shipment_number) INTO v_numbers FROM new_rows AS n;
-        ELSIF TG_OP = 'UPDATE' THEN
-            SELECT array_agg(c.shipment_number) INTO v_numbers
-              FROM (SELECT n.shipment_number FROM new_rows AS n
-                    UNION SELECT o.shipment_number FROM old_rows AS o) AS c;
+            SELECT array_agg(DISTINCT n.shipment_number) INTO v_numbers FROM new_rows AS n;
+        ELSIF TG_OP = 'DELETE' THEN
+            SELECT array_agg(DISTINCT o.shipment_number) INTO v_numbers FROM old_rows AS o;
         ELSE
-            SELECT array_agg(o.shipment_number) INTO v_numbers FROM old_rows AS o;
+            -- packages whose mapped values (items: sku, description, quantity) or shipment
+            -- changed; both shipments of a moved package
+            SELECT array_agg(DISTINCT s.shipment_number) INTO v_numbers
+              FROM new_rows AS n
+              FULL JOIN old_rows AS o ON o.package_id = n.package_id
+              CROSS JOIN LATERAL unnest(ARRAY[n.shipment_number, o.shipment_number])
+                   AS s (shipment_number)
+             WHERE s.shipment_number IS NOT NULL
+               AND (n.package_id IS NULL OR o.package_id IS NULL
+                    OR ROW(n.shipment_number, n.sku, n.description, n.quantity)
+                       IS DISTINCT FROM ROW(o.shipment_number, o.sku, o.description, o.quantity));
         END IF;
         IF v_numbers IS NOT NULL THEN
             INSERT INTO delivery.erp_change (source_table, shipment_numbers, shipment_count)

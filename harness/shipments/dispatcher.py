@@ -51,7 +51,7 @@ class InFlight:
 
 @dataclass
 class DispatchTotals:
-    erp_synced: int = 0  # ERP shipments copied and mapped (changed or not)
+    erp_synced: int = 0  # recorded ERP shipments checked, copied and mapped where changed
     sent: int = 0
     synced: int = 0
     failed: int = 0

@@ -49,7 +49,7 @@ def run_shipments(database_url: str, console: Console, *, loop: bool = False) ->
         store = ShipmentStore(connection)
         started = store.now()
         console.print(
-            f"shipments: {store.waiting_erp_changes()} ERP change(s) to copy,"
+            f"shipments: {store.waiting_erp_changes()} changed ERP shipment(s) to check,"
             f" {store.pending_count()} job(s) pending"
         )
         dispatcher = ShipmentDispatcher(store, client, settings, worker, stop)
@@ -60,7 +60,7 @@ def run_shipments(database_url: str, console: Console, *, loop: bool = False) ->
             client.close()
         failed = store.failed_jobs(since=started)
     console.print(
-        f"shipments: copied {totals.erp_synced} ERP change(s), sent {totals.sent}"
+        f"shipments: ERP shipments checked {totals.erp_synced}, sent {totals.sent}"
         f" in {totals.calls} call(s), synced {totals.synced},"
         f" failed {totals.failed}, retrying {totals.retrying}, dead {totals.dead},"
         f" newly assigned {totals.assigned}, delivery statuses updated {totals.statuses}"

@@ -108,7 +108,7 @@ class ShipmentStore:
     def waiting_erp_changes(self) -> int:
         """Shipment numbers the ERP's triggers recorded that no sync has taken yet."""
         return self.connection.execute(
-            "SELECT coalesce(sum(shipment_count), 0) FROM delivery.erp_change"
+            "SELECT coalesce(sum(shipment_count - taken), 0) FROM delivery.erp_change"
         ).fetchone()[0]
 
     def pending_count(self) -> int:

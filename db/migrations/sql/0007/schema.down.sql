@@ -2,7 +2,8 @@
 -- waiting would be lost with the table: refuse, and say how to drain them first.
 DO $$
 DECLARE
-    v_waiting bigint := (SELECT coalesce(sum(shipment_count), 0) FROM delivery.erp_change);
+    v_waiting bigint := (SELECT coalesce(sum(shipment_count - taken), 0)
+                          FROM delivery.erp_change);
 BEGIN
     IF v_waiting > 0 THEN
         RAISE EXCEPTION '% ERP shipment change(s) are still waiting to be copied', v_waiting

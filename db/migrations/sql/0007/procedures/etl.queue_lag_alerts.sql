@@ -17,7 +17,7 @@ AS $function$
         SELECT 'shipments', least(j.since, c.since), j.waiting + c.waiting
           FROM (SELECT min(updated_at) AS since, count(*) AS waiting
                   FROM delivery.job WHERE sync_state = 'pending') AS j,
-               (SELECT min(queued_at) AS since, coalesce(sum(shipment_count), 0) AS waiting
+               (SELECT min(queued_at) AS since, coalesce(sum(shipment_count - taken), 0) AS waiting
                   FROM delivery.erp_change) AS c
     ), lagging AS (
         SELECT o.* FROM oldest AS o
