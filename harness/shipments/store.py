@@ -47,9 +47,8 @@ class ShipmentStore:
     def sync_erp_changes(self, limit: int) -> int:
         """Copy and map the oldest ERP changes the triggers recorded, at most ``limit``
         shipments, in one transaction. 0 when none wait, or another worker is syncing."""
-        return self.connection.execute("SELECT delivery.sync_erp_changes(%s)", [limit]).fetchone()[
-            0
-        ]
+        row = self.connection.execute("SELECT delivery.sync_erp_changes(%s)", [limit]).fetchone()
+        return row[0]
 
     def claim(self, worker: str, limit: int, lease: timedelta) -> list[ClaimedJob]:
         with self.connection.cursor(row_factory=class_row(ClaimedJob)) as cursor:
