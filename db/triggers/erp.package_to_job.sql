@@ -32,11 +32,7 @@ BEGIN
                     OR ROW(n.shipment_number, n.sku, n.description, n.quantity)
                        IS DISTINCT FROM ROW(o.shipment_number, o.sku, o.description, o.quantity));
         END IF;
-        IF v_numbers IS NOT NULL THEN
-            INSERT INTO delivery.erp_change (source_table, shipment_numbers, shipment_count)
-            VALUES ('erp.package', v_numbers, cardinality(v_numbers));
-            PERFORM pg_notify('delivery_erp_changed', cardinality(v_numbers)::text);
-        END IF;
+        PERFORM delivery.record_erp_change('erp.package', v_numbers);
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
             v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT,

@@ -33,19 +33,18 @@ BEGIN
         IF TG_OP = 'INSERT' THEN
             SELECT array_agg(n.shipment_number) INTO v_numbers
               FROM new_rows AS n
-             WHERE n.ship_via = ANY (v_codes) AND (NOT v_partial OR n.is_partial);
+             WHERE delivery.qualifies(n.ship_via, n.is_partial, v_codes, v_partial);
         ELSIF TG_OP = 'DELETE' THEN
             SELECT array_agg(o.shipment_number) INTO v_numbers
               FROM old_rows AS o
-             WHERE o.ship_via = ANY (v_codes) AND (NOT v_partial OR o.is_partial);
+             WHERE delivery.qualifies(o.ship_via, o.is_partial, v_codes, v_partial);
         ELSE
             -- joined on the number: a renumbered shipment is a delete plus an insert
             SELECT array_agg(coalesce(n.shipment_number, o.shipment_number)) INTO v_numbers
               FROM new_rows AS n
               FULL JOIN old_rows AS o ON o.shipment_number = n.shipment_number
-             WHERE (coalesce(n.ship_via = ANY (v_codes) AND (NOT v_partial OR n.is_partial), false)
-                    OR coalesce(o.ship_via = ANY (v_codes) AND (NOT v_partial OR o.is_partial),
-                                false))
+             WHERE (delivery.qualifies(n.ship_via, n.is_partial, v_codes, v_partial)
+                    OR delivery.qualifies(o.ship_via, o.is_partial, v_codes, v_partial))
                AND (n.shipment_number IS NULL OR o.shipment_number IS NULL
                     -- the columns delivery.copy_shipments copies, and the qualification
                     OR ROW(n.job_number, n.scheduled_ship_date, n.ship_name, n.ship_attention,
@@ -58,11 +57,7 @@ BEGIN
                            o.ship_postal_code, o.ship_country, o.ship_zone, o.ship_phone,
                            o.ship_email, o.ship_instructions, o.ship_via, o.is_partial));
         END IF;
-        IF v_numbers IS NOT NULL THEN
-            INSERT INTO delivery.erp_change (source_table, shipment_numbers, shipment_count)
-            VALUES ('erp.shipment', v_numbers, cardinality(v_numbers));
-            PERFORM pg_notify('delivery_erp_changed', cardinality(v_numbers)::text);
-        END IF;
+        PERFORM delivery.record_erp_change('erp.shipment', v_numbers);
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
             v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT,

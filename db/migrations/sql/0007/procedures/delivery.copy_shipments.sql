@@ -28,7 +28,7 @@ BEGIN
      WHERE d.shipment_number = ANY (p_shipment_numbers) AND d.deleted_at IS NULL
        AND NOT EXISTS (SELECT FROM erp.shipment AS e
                         WHERE e.shipment_number = d.shipment_number
-                          AND e.ship_via = ANY (v_codes) AND (NOT v_partial OR e.is_partial));
+                          AND delivery.qualifies(e.ship_via, e.is_partial, v_codes, v_partial));
     GET DIAGNOSTICS v_cancelled = ROW_COUNT;
     RETURN v_written + v_cancelled;
 END

@@ -27,7 +27,7 @@ DECLARE
                n.ship_email, n.ship_instructions, clock_timestamp(), clock_timestamp()
           FROM erp.shipment AS n
           JOIN unnest($3::bigint[]) AS k (shipment_number) USING (shipment_number)
-         WHERE n.ship_via = ANY ($1) AND (NOT $2 OR n.is_partial)
+         WHERE delivery.qualifies(n.ship_via, n.is_partial, $1, $2)
         ON CONFLICT (shipment_number) DO UPDATE
            SET job_number = excluded.job_number,
                scheduled_ship_date = excluded.scheduled_ship_date,

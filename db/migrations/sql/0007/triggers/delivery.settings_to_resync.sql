@@ -24,11 +24,7 @@ BEGIN
              WHERE e.ship_via = ANY (OLD.ship_via_codes || NEW.ship_via_codes)
             UNION
             SELECT d.shipment_number FROM delivery.shipment AS d WHERE d.deleted_at IS NULL) AS a;
-    IF v_numbers IS NOT NULL THEN
-        INSERT INTO delivery.erp_change (source_table, shipment_numbers, shipment_count)
-        VALUES ('delivery.settings', v_numbers, cardinality(v_numbers));
-        PERFORM pg_notify('delivery_erp_changed', cardinality(v_numbers)::text);
-    END IF;
+    PERFORM delivery.record_erp_change('delivery.settings', v_numbers);
     RETURN NULL;
 END
 $function$;
