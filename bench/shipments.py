@@ -31,9 +31,11 @@ import psycopg
 
 from bench.common import scratch_database
 from harness.detrack_fake import DetrackFake
+from harness.leases import LeaseKeeper
 from harness.shipments.client import DetrackClient, RetryPolicy
 from harness.shipments.dispatcher import DispatchSettings, ShipmentDispatcher
 from harness.shipments.limiter import SlidingWindowLimiter
+from harness.shipments.service import connector
 from harness.shipments.store import ShipmentStore
 
 API_KEY = "bench-key"
@@ -140,13 +142,13 @@ def bench_dispatch(url: str, jobs: int, limit: int, time_scale: float) -> None:
                 timeout=30,
             )
             settings = DispatchSettings(claim_size=500, concurrency=4)
-            dispatcher = ShipmentDispatcher(ShipmentStore(conn), client, settings, "bench")
+            leases = LeaseKeeper(connector(url), "shipments", settings.lease_seconds)
+            dispatcher = ShipmentDispatcher(ShipmentStore(conn), client, settings, "bench", leases)
             _sync_all(conn)
             started = time.perf_counter()
             totals = dispatcher.drain()
             elapsed = time.perf_counter() - started
             dispatcher.close()
-            client.close()
     finally:
         server.terminate()
         server.wait()

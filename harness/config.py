@@ -44,6 +44,12 @@ class PermitSettings(BaseSettings):
     max_attempts: int = Field(5, ge=1, description="Upload attempts before a dead letter")
     retry_base_seconds: float = Field(30, ge=0, description="First retry delay")
     retry_cap_seconds: float = Field(3600, ge=0, description="Longest retry delay")
+    max_claims: int = Field(
+        5, ge=1, description="Claims that end in an expired lease before a dead letter"
+    )
+    purge_failed_after_hours: float = Field(
+        72, ge=0, description="Age at which staged rows of failed or abandoned runs are purged"
+    )
 
 
 class DetrackSettings(BaseSettings):

@@ -21,6 +21,7 @@ from harness import migrate
 from harness.config import PermitSettings
 from harness.detrack_fake import DetrackFake
 from harness.embedded import EmbeddedServer
+from harness.leases import LeaseKeeper
 from harness.permits.consumer import PermitConsumer
 from harness.permits.service import progress_bar
 from harness.permits.store import PermitStore
@@ -30,6 +31,7 @@ from harness.samples import sample_pdf
 from harness.shipments.client import DetrackClient, RetryPolicy
 from harness.shipments.dispatcher import DispatchSettings, ShipmentDispatcher
 from harness.shipments.limiter import SlidingWindowLimiter
+from harness.shipments.service import connector
 from harness.shipments.store import ShipmentStore
 from harness.status import read_status
 
@@ -158,14 +160,15 @@ def _run_shipments(conn: psycopg.Connection, detrack: DetrackFake, console: Cons
         RetryPolicy(base_seconds=0.05, cap_seconds=1),
         timeout=10,
     )
-    dispatcher = ShipmentDispatcher(ShipmentStore(conn), client, DispatchSettings(), "demo")
+    settings = DispatchSettings()
+    leases = LeaseKeeper(connector(conn.info.dsn), "shipments", settings.lease_seconds)
+    dispatcher = ShipmentDispatcher(ShipmentStore(conn), client, settings, "demo", leases)
     sent = dispatcher.drain()
     for job in detrack.jobs()[:25]:  # the drivers deliver some of them
         detrack.set_status(job["do_number"], job["date"], "completed")
     for _ in range(math.ceil(len(detrack.jobs()) / 100)):  # one status search per 100 jobs
         dispatcher.poll_statuses(sent)
     dispatcher.close()
-    client.close()
     shipped, jobs, errors = conn.execute(
         "SELECT (SELECT count(*) FROM erp.shipment WHERE shipped),"
         " (SELECT count(*) FROM delivery.job),"

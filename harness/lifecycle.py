@@ -11,7 +11,10 @@ from contextlib import contextmanager
 
 import psycopg
 
+from harness.wakeup import Listener
+
 CANCEL_CHANNEL = "pgferry_cancel"
+CANCEL_APPLICATION_NAME = "pgferry-cancel"
 
 
 @contextmanager
@@ -42,12 +45,15 @@ def request_cancel(database_url: str, worker: str = "") -> None:
 
 
 def _listen_for_cancel(database_url: str, worker: str, stop: threading.Event) -> None:
-    try:
-        with psycopg.connect(database_url, autocommit=True) as connection:
-            connection.execute(f"LISTEN {CANCEL_CHANNEL}")
-            while not stop.is_set():
-                for notice in connection.notifies(timeout=0.5, stop_after=1):
-                    if notice.payload in ("", worker):
-                        stop.set()
-    except psycopg.OperationalError:
-        return  # no cancel channel; signals still work
+    """Set ``stop`` on a cancel for every worker or this one. A lost connection is
+    re-established (harness.wakeup.Listener); a cancel sent while it was gone is lost, but
+    signals still work."""
+    with Listener(database_url, [CANCEL_CHANNEL], CANCEL_APPLICATION_NAME, stop) as listener:
+        try:
+            listener.connect()
+        except psycopg.OperationalError as error:
+            if not listener.reconnect(error):
+                return
+        while not stop.is_set():
+            if any(payload in ("", worker) for payload in listener.wait(0.5).payloads):
+                stop.set()

@@ -34,7 +34,15 @@ SELECT count(*) FILTER (WHERE s.state <> 'dead'),
        count(*) FILTER (WHERE s.state = 'dead'),
        extract(epoch FROM now() - min(s.staged_at) FILTER (WHERE s.state <> 'dead'))
   FROM tps.staged_permit s JOIN etl.process p USING (process_id)
- WHERE p.status = 'succeeded'
+ WHERE p.status = 'succeeded' AND p.consumed_at IS NULL
+"""
+
+# staged permits no consumer will take, shown until permit.purge_stranded removes them: rows of
+# failed or abandoned runs, and rows staged into a finished run before 0008 refused that
+STRANDED_PERMITS_SQL = """
+SELECT count(*) FROM tps.staged_permit s JOIN etl.process p USING (process_id)
+ WHERE NOT (p.pipeline = 'permits'
+            AND (p.status = 'running' OR (p.status = 'succeeded' AND p.consumed_at IS NULL)))
 """
 
 # the backlog counts ERP changes not yet copied (delivery.erp_change) and jobs not yet sent
@@ -66,6 +74,7 @@ class PipelineStatus:
     backlog: int = 0
     dead_letters: int = 0
     lag_seconds: float | None = None
+    stranded: int = 0  # permits: staged rows of failed or abandoned runs, until purged
 
 
 @dataclass
@@ -92,5 +101,7 @@ def read_status(connection: psycopg.Connection) -> Status:
         backlog, dead, lag = queues.get(pipeline.name, (0, 0, None))
         pipeline.backlog, pipeline.dead_letters = backlog, dead
         pipeline.lag_seconds = float(lag) if lag is not None else None
+        if pipeline.name == "permits":
+            pipeline.stranded = connection.execute(STRANDED_PERMITS_SQL).fetchone()[0]
     status.alerts_unsent, status.alerts_total = connection.execute(ALERTS_SQL).fetchone()
     return status

@@ -2,15 +2,28 @@
 
 Polling policy (seed 002): start at 1 s, double after every empty poll up to 300 s, and go back
 to 1 s as soon as work is found.
+
+A LISTEN connection that drops (pg_terminate_backend, a failover, a server restart) is
+re-established: 1 s doubling to 30 s between attempts, interrupted by the stop event, with one
+warning line per loss and one info line when it is back. Notifications sent while it was gone
+are lost for good, so the caller is told and looks for work at once.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from types import TracebackType
 
 import psycopg
+
+log = logging.getLogger(__name__)
+
+LISTEN_APPLICATION_NAME = "pgferry-listen"
+RECONNECT_INITIAL_SECONDS = 1.0
+RECONNECT_CAP_SECONDS = 30.0
 
 
 @dataclass
@@ -32,33 +45,123 @@ class PollBackoff:
         self._next = self.initial
 
 
-def wait_for_notification(
-    connection: psycopg.Connection, timeout: float, stop: threading.Event
-) -> bool:
-    """Wait up to ``timeout`` seconds for a NOTIFY on a channel ``connection`` LISTENs to.
-    True when one arrived. Checks ``stop`` at least once a second."""
-    remaining = timeout
-    while remaining > 0 and not stop.is_set():
-        slice_ = min(remaining, 1.0)
-        if list(connection.notifies(timeout=slice_, stop_after=1)):
+@dataclass(frozen=True)
+class Wakeup:
+    """What ended a wait: the payloads of the notifications that arrived, and whether the
+    connection was lost and re-established (notifications may have been missed)."""
+
+    payloads: tuple[str, ...] = ()
+    reconnected: bool = False
+
+
+class Listener:
+    """A connection that LISTENs to ``channels`` and comes back when it drops. Its
+    application_name lets operators (and tests) find it in pg_stat_activity."""
+
+    def __init__(
+        self,
+        database_url: str,
+        channels: Iterable[str],
+        application_name: str,
+        stop: threading.Event,
+    ) -> None:
+        self.database_url = database_url
+        self.channels = tuple(channels)
+        self.application_name = application_name
+        self.stop = stop
+        self._connection: psycopg.Connection | None = None
+
+    def __enter__(self) -> Listener:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        """Connect and LISTEN; a connection error propagates."""
+        connection = psycopg.connect(
+            self.database_url, autocommit=True, application_name=self.application_name
+        )
+        try:
+            # one statement: pg_stat_activity then shows every channel the backend listens to
+            connection.execute("; ".join(f"LISTEN {channel}" for channel in self.channels))
+        except BaseException:
+            connection.close()
+            raise
+        self._connection = connection
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def wait(self, timeout: float) -> Wakeup:
+        """Wait up to ``timeout`` seconds for a NOTIFY, checking ``stop`` at least once a
+        second. A lost connection is re-established before this returns (unless ``stop`` is
+        set meanwhile); the caller must then look for work, as after a notification."""
+        remaining = timeout
+        while remaining > 0 and not self.stop.is_set():
+            slice_ = min(remaining, 1.0)
+            try:
+                payloads = self._receive(slice_)
+            except psycopg.OperationalError as error:
+                return Wakeup(reconnected=self.reconnect(error))
+            if payloads:
+                return Wakeup(payloads=payloads)
+            remaining -= slice_
+        return Wakeup()
+
+    def _receive(self, timeout: float) -> tuple[str, ...]:
+        if self._connection is None:
+            raise psycopg.OperationalError("not connected")
+        notices = self._connection.notifies(timeout=timeout, stop_after=1)
+        return tuple(notice.payload for notice in notices)
+
+    def reconnect(self, error: Exception) -> bool:
+        """After a loss (``error``): retry with backoff until connected (True) or until
+        ``stop`` is set (False). Failed attempts log at debug level only: one warning a loss."""
+        self.close()
+        log.warning(
+            "LISTEN connection lost; reconnecting",
+            extra={"listener": self.application_name, "error": str(error).strip()},
+        )
+        backoff = PollBackoff(RECONNECT_INITIAL_SECONDS, RECONNECT_CAP_SECONDS)
+        while not self.stop.wait(backoff.next_delay()):
+            try:
+                self.connect()
+            except psycopg.OperationalError as retry_error:
+                log.debug(
+                    "LISTEN reconnect failed",
+                    extra={"listener": self.application_name, "error": str(retry_error).strip()},
+                )
+                continue
+            log.info("LISTEN connection re-established", extra={"listener": self.application_name})
             return True
-        remaining -= slice_
-    return False
+        return False
 
 
 def run_until_stopped(
-    database_url: str, channels: Iterable[str], stop: threading.Event, cycle: Callable[[], bool]
+    database_url: str,
+    channels: Iterable[str],
+    stop: threading.Event,
+    cycle: Callable[[], bool],
+    backoff: PollBackoff | None = None,
 ) -> None:
     """Run ``cycle`` (True when it found work), then wait for a NOTIFY on ``channels`` or the
-    next poll, until ``stop``. The LISTEN starts before the first cycle, so no wake-up sent
-    while a cycle runs is missed."""
-    backoff = PollBackoff()
-    with psycopg.connect(database_url, autocommit=True) as listener:
-        for channel in channels:
-            listener.execute(f"LISTEN {channel}")
+    next poll (``backoff``), until ``stop``. The LISTEN starts before the first cycle, so no
+    wake-up sent while a cycle runs is missed; after a lost LISTEN connection comes back, a
+    cycle runs at once for the wake-ups sent while it was gone."""
+    backoff = backoff or PollBackoff()
+    with Listener(database_url, channels, LISTEN_APPLICATION_NAME, stop) as listener:
+        listener.connect()
         while not stop.is_set():
             if cycle():
                 backoff.reset()
             if stop.is_set():
                 break
-            wait_for_notification(listener, backoff.next_delay(), stop)
+            listener.wait(backoff.next_delay())

@@ -11,7 +11,9 @@ import threading
 import urllib.parse
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -57,9 +59,18 @@ class StagedPermit:
 
 
 def load_run(
-    connection: psycopg.Connection, permits: list[StagedPermit], status: str = "succeeded"
+    connection: psycopg.Connection,
+    permits: list[StagedPermit],
+    status: str = "succeeded",
+    hung: int | None = None,
 ) -> int:
-    """Play the upstream loader: open a run, stage the permits, close it."""
+    """Play the upstream loader: open a run, stage the permits, close it. ``hung``: a run
+    still running that has hung (started 5 hours ago), which this start abandons."""
+    if hung is not None:
+        connection.execute(
+            "UPDATE etl.process SET started_at = now() - interval '5 hours' WHERE process_id = %s",
+            [hung],
+        )
     process_id = connection.execute("SELECT etl.start_process('permits')").fetchone()[0]
     assert process_id is not None, "another permits run is still running"
     for permit in permits:
@@ -88,11 +99,73 @@ def make_consumer(
     bucket: str,
     worker: str = "test-worker",
     stop: threading.Event | None = None,
+    connect: Callable[[], psycopg.Connection] | None = None,
     **overrides: Any,
 ) -> PermitConsumer:
+    """A consumer as workers run it; its heartbeat connects like ``connection`` unless
+    ``connect`` says otherwise."""
     settings = PermitSettings(**{**FAST_SETTINGS, **overrides})
     uploader = PermitUploader(make_client(endpoint), bucket, "permits/")
-    return PermitConsumer(PermitStore(connection), uploader, settings, worker, stop)
+    store = PermitStore(connection)
+    return PermitConsumer(store, uploader, settings, worker, stop, connect=connect)
+
+
+# a database nobody listens for: the heartbeat of a worker cut off from PostgreSQL
+UNREACHABLE_DATABASE = partial(
+    psycopg.connect, "postgresql://postgres@127.0.0.1:9/none", connect_timeout=2
+)
+
+
+class Gate:
+    """Holds every request of one S3 operation at one botocore event until released: a slow
+    network or a stalled thread, at a chosen point of the call. ``before-parameter-build``
+    holds a call before the lease guard is asked; ``before-send`` (registered last, after the
+    guard) holds a request that is already on its way."""
+
+    def __init__(self, client: Any, event: str) -> None:
+        self.entered = threading.Event()
+        self.released = threading.Event()
+        client.meta.events.register_last(event, self._hold)
+
+    def _hold(self, **kwargs: object) -> None:
+        self.entered.set()
+        if not self.released.wait(timeout=60):
+            raise TimeoutError("gate never released")
+
+
+def in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    """Run ``target`` on a thread; its result (or exception) lands in the returned dict."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = target()
+        except BaseException as error:  # re-raised by the test that reads it
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def result_of(thread: threading.Thread, outcome: dict[str, Any], timeout: float = 60) -> Any:
+    thread.join(timeout)
+    assert not thread.is_alive(), "the thread did not finish"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+def waits_for_lock(observer: psycopg.Connection, pid: int, thread: threading.Thread) -> bool:
+    """Whether backend ``pid`` comes to wait for a lock before ``thread`` finishes."""
+    while thread.is_alive():
+        row = observer.execute(
+            "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid]
+        ).fetchone()
+        if row and row[0] == "Lock":
+            return True
+        thread.join(0.01)
+    return False
 
 
 def object_keys(endpoint: str, bucket: str) -> list[str]:

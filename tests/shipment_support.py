@@ -9,9 +9,11 @@ from typing import Any
 import psycopg
 
 from harness.detrack_fake import DetrackFake
+from harness.leases import LeaseKeeper
 from harness.shipments.client import DetrackClient, RetryPolicy
 from harness.shipments.dispatcher import DispatchSettings, ShipmentDispatcher
-from harness.shipments.limiter import SlidingWindowLimiter
+from harness.shipments.limiter import RateLimiter, SlidingWindowLimiter
+from harness.shipments.service import connector
 from harness.shipments.store import ShipmentStore
 
 API_KEY = "test-key"
@@ -81,11 +83,16 @@ def sync(connection: psycopg.Connection, batch: int = 50_000) -> int:
     return synced
 
 
-def make_client(fake: DetrackFake, timeout: float = 2.0, max_retries: int = 4) -> DetrackClient:
+def make_client(
+    fake: DetrackFake,
+    timeout: float = 2.0,
+    max_retries: int = 4,
+    limiter: RateLimiter | None = None,
+) -> DetrackClient:
     return DetrackClient(
         fake.base_url,
         API_KEY,
-        SlidingWindowLimiter(100_000),
+        limiter or SlidingWindowLimiter(100_000),
         RetryPolicy(max_retries=max_retries, base_seconds=0.01, cap_seconds=0.05),
         timeout=timeout,
     )
@@ -99,9 +106,11 @@ def make_dispatcher(
     settings: DispatchSettings = FAST_DISPATCH,
     **client_options: Any,
 ) -> ShipmentDispatcher:
-    return ShipmentDispatcher(
-        ShipmentStore(connection), make_client(fake, **client_options), settings, worker, stop
-    )
+    """A dispatcher as workers build it (a heartbeat on its own connection), with a client for
+    the fake (an in-process limit unless ``limiter`` is given)."""
+    leases = LeaseKeeper(connector(connection.info.dsn), "shipments", settings.lease_seconds)
+    client = make_client(fake, **client_options)
+    return ShipmentDispatcher(ShipmentStore(connection), client, settings, worker, leases, stop)
 
 
 def job_row(connection: psycopg.Connection, shipment_number: int) -> dict[str, Any]:
@@ -109,3 +118,48 @@ def job_row(connection: psycopg.Connection, shipment_number: int) -> dict[str, A
         return cursor.execute(
             "SELECT * FROM delivery.job WHERE shipment_number = %s", [shipment_number]
         ).fetchone()
+
+
+# ERP column -> the DeTrack field it must end up in (an independent statement of the mapping,
+# so that a test compares DeTrack with the ERP, not with our own payload)
+DETRACK_FIELDS = {
+    "job_number": "do_number",
+    "scheduled_ship_date": "date",
+    "ship_name": "company_name",
+    "ship_address_1": "address_1",
+    "ship_city": "city",
+    "ship_postal_code": "postal_code",
+    "ship_country": "country",
+    "ship_zone": "zone",
+    "ship_phone": "phone_number",
+    "ship_email": "notify_email",
+    "shipment_number": "tracking_number",
+}
+
+
+def assert_detrack_matches_erp(connection: psycopg.Connection, fake: DetrackFake) -> None:
+    """The invariant: DeTrack holds, for every qualifying ERP shipment, exactly one job with the
+    ERP's current values, and nothing for any other shipment; our database's record of what
+    DeTrack holds is true (created, in step, DeTrack's id)."""
+    with connection.cursor(row_factory=psycopg.rows.dict_row) as cursor:
+        erp = cursor.execute(
+            "SELECT e.* FROM erp.shipment AS e, delivery.settings AS s"
+            " WHERE e.ship_via = ANY (s.ship_via_codes) AND (e.is_partial OR NOT s.require_partial)"
+        ).fetchall()
+        jobs = {
+            j["shipment_number"]: j
+            for j in cursor.execute("SELECT * FROM delivery.job").fetchall()
+        }
+    held = {job["tracking_number"]: job for job in fake.jobs()}
+    assert len(held) == len(fake.jobs()), "two DeTrack jobs carry one tracking number"
+    assert set(held) == {str(row["shipment_number"]) for row in erp}
+    for row in erp:
+        remote = held[str(row["shipment_number"])]
+        for column, detrack_field in DETRACK_FIELDS.items():
+            expected = row[column]
+            expected = expected.isoformat() if hasattr(expected, "isoformat") else str(expected)
+            assert str(remote.get(detrack_field)) == expected, (row["shipment_number"], column)
+        job = jobs[row["shipment_number"]]
+        assert (job["remote"], job["sync_state"]) == ("created", "synced")
+        assert job["synced_version"] == job["version"]
+        assert job["detrack_id"] == remote["id"]

@@ -3,9 +3,13 @@ scheduled retries, lag alerts, cancel, and `harness run` with both pipelines."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -13,7 +17,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
 from typer.testing import CliRunner
 
-from harness.alerts import send_pending_alerts
+from harness.alerts import claim_alert, send_pending_alerts
 from harness.cli import app
 from harness.config import AlertSettings
 from harness.detrack_fake import DetrackFake
@@ -40,6 +44,25 @@ class Inbox:
     ) -> str:
         self.messages.append((envelope.mail_from, envelope.content))
         return "250 OK"
+
+
+class HeldInbox(Inbox):
+    """A mail server that holds the first message's DATA until released: a sender stays
+    mid-exchange for as long as the test needs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    async def handle_DATA(  # the name aiosmtpd calls
+        self, server: object, session: object, envelope: Envelope
+    ) -> str:
+        if not self.holding.is_set():
+            self.holding.set()
+            # waits off the event loop, so other sessions are served meanwhile
+            await asyncio.get_running_loop().run_in_executor(None, self.release.wait, 30)
+        return await super().handle_DATA(server, session, envelope)
 
 
 def free_port() -> int:
@@ -83,6 +106,61 @@ def test_alerts_wait_out_a_mail_outage_and_are_delivered_once(conn: psycopg.Conn
     subjects = sorted(m.split(b"Subject: ")[1].split(b"\r\n")[0] for _, m in inbox.messages)
     assert subjects == [b"alert 0", b"alert 1", b"alert 2"]
     assert all(b"To: ops@example.com, dba@example.com" in m for _, m in inbox.messages)
+
+
+def subjects_of(inbox: Inbox) -> list[bytes]:
+    return sorted(m.split(b"Subject: ")[1].split(b"\r\n")[0] for _, m in inbox.messages)
+
+
+def test_a_sender_mid_exchange_holds_no_transaction_and_no_alert_is_sent_twice(
+    db_url: str, conn: psycopg.Connection
+) -> None:
+    for n in range(2):
+        conn.execute("SELECT etl.queue_alert('test', %s, 'body')", [f"alert {n}"])
+    inbox, port = HeldInbox(), free_port()
+    server = Controller(inbox, hostname="127.0.0.1", port=port)
+    server.start()
+    try:
+        with connect(db_url) as first, connect(db_url) as second, ThreadPoolExecutor(1) as pool:
+            for sender in (first, second):
+                sender.execute("SET ROLE pgferry_worker")  # the worker's privileges suffice
+            held = pool.submit(send_pending_alerts, first, alert_settings(port))
+            assert inbox.holding.wait(timeout=30)  # the first sender is mid-exchange
+
+            state = conn.execute(
+                "SELECT state FROM pg_stat_activity WHERE pid = %s", [first.info.backend_pid]
+            ).fetchone()
+            other = send_pending_alerts(second, alert_settings(port))
+            inbox.release.set()
+            first_result = held.result(timeout=30)
+    finally:
+        inbox.release.set()
+        server.stop()
+    assert state == ("idle",)  # not 'idle in transaction' while the mail server is slow
+    assert (first_result.sent, other.sent) == (1, 1)  # the held alert was left alone
+    assert subjects_of(inbox) == [b"alert 0", b"alert 1"]
+
+
+def test_a_crashed_senders_alert_is_sent_after_its_lease(conn: psycopg.Connection) -> None:
+    alert_id = conn.execute("SELECT etl.queue_alert('test', 'alert 0', 'body')").fetchone()[0]
+    conn.execute("SET ROLE pgferry_worker")
+    assert claim_alert(conn, timedelta(minutes=5)) is not None  # then the sender died
+    inbox, port = Inbox(), free_port()
+    server = Controller(inbox, hostname="127.0.0.1", port=port)
+    server.start()
+    try:
+        leased = send_pending_alerts(conn, alert_settings(port))
+        conn.execute("UPDATE etl.alert SET claimed_until = clock_timestamp() - interval '1 s'")
+        expired = send_pending_alerts(conn, alert_settings(port))
+    finally:
+        server.stop()
+    assert (leased.sent, expired.sent) == (0, 1)
+    assert [f"Message-ID: <pgferry-alert-{alert_id}@".encode() in m for _, m in inbox.messages] == [
+        True
+    ]
+    assert conn.execute(
+        "SELECT attempts, sent_at IS NOT NULL, claimed_until FROM etl.alert"
+    ).fetchone() == (2, True, None)
 
 
 def test_status_json_and_the_daily_report_give_the_known_numbers(

@@ -103,13 +103,13 @@ def test_an_expired_lease_passes_the_work_on_and_the_late_move_is_refused(
     with connect(db_url) as stalled_conn, connect(db_url) as conn:
         load_run(conn, permits)
         stalled = make_consumer(stalled_conn, s3_endpoint, bucket, worker="stalled")
-        claimed = stalled.store.claim("stalled", 10, timedelta(milliseconds=300))
-        late_uploads = [stalled.uploader.upload(p) for p in claimed]  # then it hangs
+        claim = stalled.store.claim("stalled", 10, timedelta(milliseconds=300), 5)
+        late_uploads = [stalled.uploader.upload(p) for p in claim.permits]  # then it hangs
 
         totals = make_consumer(conn, s3_endpoint, bucket, worker="healthy").drain()
         assert totals.moved == 5
 
-        late = stalled.store.move("stalled", late_uploads)
+        late = stalled.store.move(claim.token, late_uploads, timedelta(0))
         assert (late.moved, late.lease_lost) == (0, 5)
         assert_each_permit_moved_once(conn, s3_endpoint, bucket, permits)
 

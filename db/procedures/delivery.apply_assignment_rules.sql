@@ -12,7 +12,13 @@ DECLARE
 BEGIN
     UPDATE delivery.job AS j
        SET assign_to = m.vehicle, version = j.version + 1, sync_state = 'pending',
-           attempts = 0, next_attempt_at = now(), updated_at = clock_timestamp()
+           -- a job already waiting out a failure keeps its count, backoff and lag
+           due_since = CASE WHEN j.sync_state = 'pending' THEN j.due_since
+                            ELSE clock_timestamp() END,
+           attempts = CASE WHEN j.sync_state = 'pending' THEN j.attempts ELSE 0 END,
+           next_attempt_at = CASE WHEN j.sync_state = 'pending'
+                                  THEN greatest(j.next_attempt_at, now()) ELSE now() END,
+           updated_at = clock_timestamp()
       FROM (SELECT u.job_id, v.vehicle
               FROM delivery.job AS u
               JOIN LATERAL delivery.vehicle_for(u.postal_code, u.zone) AS v ON true

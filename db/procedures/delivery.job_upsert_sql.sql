@@ -56,10 +56,11 @@ AS $function$
         ), upserted AS (
             INSERT INTO delivery.job AS j
                    (shipment_number, do_number, delivery_date, postal_code, zone, payload,
-                    assign_to, desired, sync_state)
+                    assign_to, desired, sync_state, due_since)
             SELECT m.shipment_number, m.do_number, m.delivery_date, m.postal_code, m.zone,
                    m.payload, m.rule_vehicle, m.desired,
-                   CASE m.desired WHEN 'present' THEN 'pending' ELSE 'synced' END
+                   CASE m.desired WHEN 'present' THEN 'pending' ELSE 'synced' END,
+                   CASE m.desired WHEN 'present' THEN clock_timestamp() END
               FROM mapped AS m
             ON CONFLICT (shipment_number) DO UPDATE
                SET do_number = excluded.do_number,
@@ -70,10 +71,20 @@ AS $function$
                    assign_to = coalesce(excluded.assign_to, j.assign_to),
                    desired = excluded.desired,
                    version = j.version + 1,
-                   sync_state = CASE WHEN excluded.desired = 'absent' AND j.remote <> 'created'
+                   -- a cancel of a job DeTrack never had (nor may have) needs no call
+                   sync_state = CASE WHEN excluded.desired = 'absent'
+                                          AND j.remote NOT IN ('created', 'unknown')
                                      THEN 'synced' ELSE 'pending' END,
-                   attempts = 0,
-                   next_attempt_at = now(),
+                   -- due since it first fell out of step with DeTrack (lag counts from there)
+                   due_since = CASE WHEN j.sync_state = 'pending' THEN j.due_since
+                                    ELSE clock_timestamp() END,
+                   -- a job waiting out a failure keeps its count and its backoff: an
+                   -- often-edited shipment still dead-letters, and edits do not hammer DeTrack
+                   -- during an outage; a refused or dead job starts afresh with the new data
+                   attempts = CASE WHEN j.sync_state = 'pending' THEN j.attempts ELSE 0 END,
+                   next_attempt_at = CASE WHEN j.sync_state = 'pending'
+                                          THEN greatest(j.next_attempt_at, now())
+                                          ELSE now() END,
                    updated_at = clock_timestamp()
              WHERE ROW(j.do_number, j.delivery_date, j.payload, j.desired, j.assign_to)
                    IS DISTINCT FROM

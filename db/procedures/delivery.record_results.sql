@@ -1,19 +1,30 @@
 -- delivery.record_results: what DeTrack answered for claimed jobs, in one statement.
 --
--- p_results: [{"job_id", "version", "do_number", "date", "outcome", "detrack_id",
---              "http_status", "response", "error", "retry_after_seconds"}, ...] where
--- do_number and date are the key the call used, and outcome is one of
+-- p_results: [{"job_id", "lease_token", "version", "do_number", "date", "outcome",
+--              "detrack_id", "http_status", "response", "error", "retry_after_seconds"}, ...]
+-- where lease_token is the claim's fencing token, do_number and date are the key the call used,
+-- and outcome is one of
 --   created / updated / deleted   the call succeeded (for created: confirmed, even when a
---                                 retried create met "is already taken" and a GET matched)
+--                                 retried create met "is already taken" and a GET found our job
+--                                 holding exactly our values)
+--   adopted                       a create met "is already taken" and the job there is ours
+--                                 but holds other values (an earlier create whose answer was
+--                                 lost, before the ERP changed the shipment): DeTrack has it,
+--                                 so the job stays pending and the next claim sends an update
 --   failed                        DeTrack refused the data (4xx validation): never retried;
 --                                 the full response is kept; a change from the ERP requeues it
 --   retry                         transient (429, 5xx, timeout, connection): attempts + 1,
 --                                 capped exponential backoff with jitter (or Retry-After); dead
 --                                 after p_max_attempts
+--   released                      the call was given up before it was sent (a stop, a wait
+--                                 longer than the lease): no attempt counted, due again after
+--                                 Retry-After
 --   missing                       an update met not_found: DeTrack lost the job, create it again
 --   kept                          a cancel DeTrack refused (the delivery happened): settled
--- Only jobs this worker still holds are written; the lease is released. A job the ERP changed
--- while it was in flight stays pending for its newer version.
+-- Fencing: only jobs still held under the result's token are written (a claim that expired
+-- and was taken over writes nothing); the lease is released. A job the ERP changed while it
+-- was in flight stays pending for its newer version. due_since is not touched: a job that stays
+-- pending has been due since then (lag counts from there, not from its last failed attempt).
 CREATE OR REPLACE FUNCTION delivery.record_results(
     p_worker        text,
     p_results       jsonb,
@@ -31,36 +42,41 @@ BEGIN
     WITH result AS (
         SELECT r.*
           FROM jsonb_to_recordset(coalesce(p_results, '[]'::jsonb))
-               AS r (job_id bigint, version integer, do_number text, date date,
+               AS r (job_id bigint, lease_token bigint, version integer, do_number text,
+                     date date,
                      outcome text, detrack_id text,
                      http_status integer, response jsonb, error text,
                      retry_after_seconds double precision)
     ), written AS (
         UPDATE delivery.job AS j
-           SET remote = CASE r.outcome WHEN 'created' THEN 'created'
-                                       WHEN 'deleted' THEN 'deleted'
-                                       WHEN 'missing' THEN 'none' ELSE j.remote END,
+           SET remote = CASE WHEN r.outcome IN ('created', 'adopted') THEN 'created'
+                             WHEN r.outcome = 'deleted' THEN 'deleted'
+                             WHEN r.outcome = 'missing' THEN 'none' ELSE j.remote END,
                -- the key DeTrack now knows the job by is the one this call sent
-               remote_do_number = CASE r.outcome WHEN 'created' THEN r.do_number
-                                                 ELSE j.remote_do_number END,
-               remote_date = CASE r.outcome WHEN 'created' THEN r.date
-                                            ELSE j.remote_date END,
+               remote_do_number = CASE WHEN r.outcome IN ('created', 'adopted') THEN r.do_number
+                                       ELSE j.remote_do_number END,
+               remote_date = CASE WHEN r.outcome IN ('created', 'adopted') THEN r.date
+                                  ELSE j.remote_date END,
                detrack_id = coalesce(r.detrack_id, j.detrack_id),
                synced_version = CASE
                    WHEN r.outcome IN ('created', 'updated', 'failed', 'kept') THEN r.version
                    WHEN r.outcome = 'deleted' AND j.desired = 'absent' THEN r.version
                    ELSE j.synced_version END,
-               attempts = CASE WHEN r.outcome = 'retry' THEN j.attempts + 1 ELSE 0 END,
+               attempts = CASE r.outcome WHEN 'retry' THEN j.attempts + 1
+                                         WHEN 'released' THEN j.attempts ELSE 0 END,
                sync_state = CASE
                    WHEN r.outcome = 'retry' AND j.attempts + 1 >= p_max_attempts THEN 'dead'
-                   WHEN r.outcome IN ('retry', 'missing') THEN 'pending'
+                   WHEN r.outcome IN ('retry', 'missing', 'released', 'adopted') THEN 'pending'
                    -- the ERP changed the job while the call ran: the new version goes next
                    WHEN j.version > r.version THEN 'pending'
                    WHEN r.outcome = 'failed' THEN 'failed'
                    -- the old key is gone (the DO number or date changed): create the new one
                    WHEN r.outcome = 'deleted' AND j.desired = 'present' THEN 'pending'
                    ELSE 'synced' END,
-               next_attempt_at = CASE WHEN r.outcome = 'retry'
+               next_attempt_at = CASE
+                   WHEN r.outcome = 'released'
+                   THEN now() + coalesce(r.retry_after_seconds, 0) * interval '1 second'
+                   WHEN r.outcome = 'retry'
                    THEN now() + greatest(
                             coalesce(r.retry_after_seconds, 0) * interval '1 second',
                             least(p_backoff_cap, p_backoff_base * power(2, least(j.attempts, 30)))
@@ -68,13 +84,15 @@ BEGIN
                    ELSE now() END,
                last_status = r.http_status,
                last_response = coalesce(r.response, j.last_response),
-               last_error = CASE WHEN r.outcome IN ('failed', 'retry', 'kept', 'missing')
+               last_error = CASE WHEN r.outcome IN ('failed', 'retry', 'kept', 'missing',
+                                                    'released')
                                  THEN r.error END,
                lease_owner = NULL,
                lease_expires_at = NULL,
                updated_at = clock_timestamp()
           FROM result AS r
-         WHERE j.job_id = r.job_id AND j.lease_owner = p_worker
+         WHERE j.job_id = r.job_id AND j.lease_token = r.lease_token
+           AND j.lease_expires_at IS NOT NULL
         RETURNING j.job_id, j.shipment_number, j.sync_state, j.assign_to, r.outcome, r.error,
                   r.http_status
     ), journaled AS (
@@ -87,6 +105,8 @@ BEGIN
           CROSS JOIN LATERAL (
               SELECT CASE w.outcome WHEN 'retry' THEN
                           CASE w.sync_state WHEN 'dead' THEN 'dead' ELSE 'send_failed' END
+                     -- DeTrack has the job: an earlier create whose answer was lost made it
+                     WHEN 'adopted' THEN 'created'
                      ELSE w.outcome END AS step
               UNION ALL
               SELECT 'assigned' WHERE w.outcome IN ('created', 'updated') AND w.assign_to IS NOT NULL
@@ -116,7 +136,8 @@ BEGIN
          WHERE w.sync_state IN ('failed', 'dead')
         HAVING count(*) > 0
     )
-    SELECT count(*) FILTER (WHERE w.sync_state IN ('synced', 'pending') AND w.outcome <> 'retry'),
+    SELECT count(*) FILTER (WHERE w.sync_state IN ('synced', 'pending')
+                              AND w.outcome NOT IN ('retry', 'released')),
            count(*) FILTER (WHERE w.sync_state = 'failed'),
            count(*) FILTER (WHERE w.outcome = 'retry' AND w.sync_state = 'pending'),
            count(*) FILTER (WHERE w.sync_state = 'dead')

@@ -9,7 +9,7 @@ AS $function$
     WITH requeued AS (
         UPDATE delivery.job AS j
            SET sync_state = 'pending', attempts = 0, next_attempt_at = now(),
-               updated_at = clock_timestamp()
+               due_since = clock_timestamp(), updated_at = clock_timestamp()
          WHERE j.sync_state IN ('dead', 'failed') AND (p_ids IS NULL OR j.job_id = ANY (p_ids))
         RETURNING j.job_id, j.last_error
     ), journaled AS (

@@ -1,6 +1,6 @@
 -- delivery.upsert_jobs: map the given delivery-copy shipments to jobs (delivery.job_upsert_sql)
--- and NOTIFY delivery_job_pending when a job became pending. Used when packages change, and by
--- the trigger when its set-based statement failed.
+-- and NOTIFY delivery_job_pending when a job became pending (etl.notify: never fails the
+-- COMMIT). Used when packages change, and by the trigger when its set-based statement failed.
 --
 -- Log-and-continue: called from triggers on tables the ERP writes. If the set-based statement
 -- fails, jobs are mapped one shipment at a time and each failing one is written to
@@ -49,7 +49,7 @@ BEGIN
         END LOOP;
     END;
     IF v_pending > 0 THEN
-        PERFORM pg_notify('delivery_job_pending', v_pending::text);
+        PERFORM etl.notify('delivery_job_pending', v_pending::text);
     END IF;
     RETURN v_pending;
 END

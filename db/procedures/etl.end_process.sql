@@ -1,7 +1,7 @@
 -- etl.end_process: close a running process as 'succeeded' or 'failed'.
 -- A failed run records its message and queues an alert; its window is covered again by the next
 -- run. Consumers are woken with NOTIFY etl_process_ended (payload: JSON with pipeline, process_id,
--- status).
+-- status), through etl.notify, so a full notification queue never fails the loader's COMMIT.
 CREATE OR REPLACE FUNCTION etl.end_process(
     p_process_id   bigint,
     p_status       text,
@@ -60,10 +60,10 @@ BEGIN
                    coalesce(p_message, '(no message given)')),
             v_process.pipeline, p_process_id);
     END IF;
-    PERFORM pg_notify('etl_process_ended',
-                      json_build_object('pipeline', v_process.pipeline,
-                                        'process_id', p_process_id,
-                                        'status', p_status)::text);
+    PERFORM etl.notify('etl_process_ended',
+                       json_build_object('pipeline', v_process.pipeline,
+                                         'process_id', p_process_id,
+                                         'status', p_status)::text);
 END
 $function$;
 

@@ -1,19 +1,29 @@
 -- permit.move_batch: after their PDFs are in S3, move a batch of claimed permits into
 -- permit.document and permit.permit and delete their staged rows, in one transaction.
 --
--- p_uploads: [{"staged_permit_id", "bucket", "object_key", "sha256", "size_bytes",
---              "uploaded_at"}, ...] for the uploads that succeeded.
+-- p_uploads: [{"staged_permit_id", "lease_token", "bucket", "object_key", "sha256",
+--              "size_bytes", "uploaded_at"}, ...] for the uploads that succeeded; lease_token is
+--              the fencing token of the claim the upload was made under.
 --
--- * Only rows this worker still holds are moved; a row whose lease expired and was claimed by
---   another worker is left to that worker (counted as lease_lost; its upload is idempotent).
+-- * Only rows that still carry the upload's token are moved; a row whose lease expired and was
+--   claimed again (by another worker, or by this one in a later batch) is left to that claim
+--   (counted as lease_lost; its upload is idempotent). The worker name cannot fence: a restarted
+--   worker may come back under the same name.
 -- * Both inserts go through the standard merge (etl.merge_table) in insert-only mode: a permit
 --   or document that already exists is never rewritten.
 -- * A permit whose (number, revision) another copy moved first is a duplicate: its staged row is
 --   deleted. A row the merge rejects (logged in etl.error_log by the merge) goes to the
 --   dead-letter state; its document row is removed so no document lacks its permit.
 -- * Earlier revisions of a permit that now has a later one are marked superseded.
-CREATE OR REPLACE FUNCTION permit.move_batch(p_worker text, p_uploads jsonb)
-RETURNS TABLE (moved bigint, duplicates bigint, failed bigint, lease_lost bigint)
+-- * A key that `harness permits reconcile --delete` is deleting (permit.tombstone_orphans) is
+--   not recorded: the upload may have found the object that is being deleted (412, equal
+--   checksum), so a document recorded now could point at nothing. Such rows go back to pending
+--   without an attempt counted and are uploaded again after p_retry_after (counted as
+--   retrying). The shared lock per key makes a move and the decision to delete that key take
+--   turns: whichever commits first, the other sees it.
+CREATE OR REPLACE FUNCTION permit.move_batch(p_uploads jsonb, p_retry_after interval)
+RETURNS TABLE (moved bigint, duplicates bigint, failed bigint, lease_lost bigint,
+               retrying bigint)
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -22,6 +32,7 @@ AS $function$
 DECLARE
     v_requested bigint := jsonb_array_length(coalesce(p_uploads, '[]'::jsonb));
     v_held      bigint;
+    v_retrying  bigint;
 BEGIN
     CREATE TEMP TABLE pgferry_move ON COMMIT DROP AS
     SELECT s.*, u.bucket, u.object_key, u.sha256, u.size_bytes, u.uploaded_at
@@ -31,14 +42,15 @@ BEGIN
                  size_bytes bigint, uploaded_at timestamptz)
         ON u.staged_permit_id = s.staged_permit_id
      WHERE false;
-    -- lock the rows this worker still holds, so no other worker can reclaim them mid-move
+    -- lock the rows still held under the upload's claim, so no other claim can take them
+    -- mid-move (a row re-claimed meanwhile fails the token test when it is re-read)
     WITH held AS (
         SELECT s.staged_permit_id
           FROM tps.staged_permit AS s
-         WHERE s.state = 'claimed' AND s.lease_owner = p_worker
-           AND s.staged_permit_id IN (SELECT (e ->> 'staged_permit_id')::bigint
-                                        FROM jsonb_array_elements(p_uploads) AS e)
-           FOR UPDATE
+          JOIN jsonb_to_recordset(p_uploads) AS u (staged_permit_id bigint, lease_token bigint)
+            ON u.staged_permit_id = s.staged_permit_id AND u.lease_token = s.lease_token
+         WHERE s.state = 'claimed'
+           FOR UPDATE OF s
     )
     INSERT INTO pgferry_move
     SELECT s.*, u.bucket, u.object_key, u.sha256, u.size_bytes, u.uploaded_at
@@ -50,12 +62,41 @@ BEGIN
         ON u.staged_permit_id = s.staged_permit_id;
     GET DIAGNOSTICS v_held = ROW_COUNT;
 
+    -- keys being deleted: wait for a deletion being decided (in key order: no deadlock between
+    -- moves), then hand back the rows whose upload may have met the doomed object. A tombstone
+    -- that reconcile cleared after deleting the object still refuses claims made before the
+    -- clearing (a token below cleared_token): their upload may have met the old object.
+    PERFORM pg_advisory_xact_lock_shared(hashtext('permit.object_key'), hashtext(k.object_key))
+       FROM (SELECT DISTINCT m.object_key FROM pgferry_move AS m ORDER BY 1) AS k;
+    WITH refused AS (
+        DELETE FROM pgferry_move AS m
+         USING permit.object_tombstone AS t
+         WHERE t.bucket = m.bucket AND t.object_key = m.object_key
+           AND (t.cleared_token IS NULL OR m.lease_token < t.cleared_token)
+        RETURNING m.staged_permit_id, m.process_id, m.bucket, m.object_key
+    ), released AS (
+        UPDATE tps.staged_permit AS s
+           SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL, lease_token = NULL,
+               next_attempt_at = now() + coalesce(p_retry_after, interval '0'),
+               last_error = format('s3://%s/%s was being deleted by `harness permits reconcile '
+                                   '--delete` as this permit moved: it is uploaded again',
+                                   r.bucket, r.object_key)
+          FROM refused AS r
+         WHERE s.staged_permit_id = r.staged_permit_id
+        RETURNING s.staged_permit_id, s.process_id, s.last_error
+    )
+    INSERT INTO etl.journal (pipeline, item_id, step, process_id, detail)
+    SELECT 'permits', r.staged_permit_id, 'upload_failed', r.process_id,
+           jsonb_build_object('error', r.last_error, 'retryable', true)
+      FROM released AS r;
+    GET DIAGNOSTICS v_retrying = ROW_COUNT;
+
     INSERT INTO etl.journal (pipeline, item_id, step, at, process_id, detail)
     -- journal times come from the database clock, so that verify compares like with like; the
     -- worker's own upload time is kept in the detail
     SELECT 'permits', m.staged_permit_id, 'uploaded', clock_timestamp(), m.process_id,
            jsonb_build_object('object_key', m.object_key, 'sha256', m.sha256,
-                              'uploaded_at', m.uploaded_at)
+                              'uploaded_at', m.uploaded_at, 'lease_token', m.lease_token)
       FROM pgferry_move AS m;
 
     CREATE TEMP TABLE pgferry_move_documents ON COMMIT DROP AS
@@ -121,6 +162,7 @@ BEGIN
 
     UPDATE tps.staged_permit AS s
        SET state = 'dead', dead_at = clock_timestamp(), lease_owner = NULL, lease_expires_at = NULL,
+           lease_token = NULL,
            last_error = coalesce(
                (SELECT e.message || coalesce(' (' || e.detail || ')', '')
                   FROM etl.error_log AS e
@@ -153,11 +195,12 @@ BEGIN
         SELECT count(*) FILTER (WHERE o.outcome = 'moved'),
                count(*) FILTER (WHERE o.outcome = 'duplicate'),
                count(*) FILTER (WHERE o.outcome = 'dead'),
-               v_requested - v_held
+               v_requested - v_held,
+               v_retrying
           FROM pgferry_move_outcome AS o;
     DROP TABLE pgferry_move, pgferry_move_documents, pgferry_move_permits, pgferry_move_outcome;
 END
 $function$;
 
-REVOKE ALL ON FUNCTION permit.move_batch(text, jsonb) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION permit.move_batch(text, jsonb) TO pgferry_worker;
+REVOKE ALL ON FUNCTION permit.move_batch(jsonb, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION permit.move_batch(jsonb, interval) TO pgferry_worker;

@@ -1,5 +1,6 @@
 -- permit.requeue_dead: put dead letters back in the queue (all of them, or the given staged row
--- ids) with a fresh attempt count. Returns the requeued ids; journals a 'requeued' step.
+-- ids) with a fresh attempt count and no expired claims counted. Returns the requeued ids;
+-- journals a 'requeued' step.
 CREATE OR REPLACE FUNCTION permit.requeue_dead(p_ids bigint[] DEFAULT NULL)
 RETURNS SETOF bigint
 LANGUAGE sql
@@ -8,7 +9,8 @@ SET search_path = pg_catalog, pg_temp
 AS $function$
     WITH requeued AS (
         UPDATE tps.staged_permit AS s
-           SET state = 'pending', attempts = 0, next_attempt_at = now(), dead_at = NULL
+           SET state = 'pending', attempts = 0, expired_claims = 0, next_attempt_at = now(),
+               dead_at = NULL
          WHERE s.state = 'dead' AND (p_ids IS NULL OR s.staged_permit_id = ANY (p_ids))
         RETURNING s.staged_permit_id, s.process_id, s.last_error
     ), journaled AS (

@@ -1,6 +1,7 @@
 -- delivery.shipment_to_job: the second trigger of the chain (the seed's MapToDtrack_Shipping):
 -- every statement that changes the delivery copy maps the changed shipments to DeTrack-ready
--- jobs in one statement (delivery.job_upsert_sql), reading the transition table directly.
+-- jobs in one statement (delivery.job_upsert_sql), reading the transition table directly, and
+-- wakes the dispatcher (etl.notify: a full notification queue never fails the COMMIT).
 -- Log-and-continue: if that statement fails, delivery.upsert_jobs maps the same shipments one
 -- by one and logs each that fails.
 CREATE OR REPLACE FUNCTION delivery.shipment_to_job()
@@ -21,7 +22,7 @@ BEGIN
         EXECUTE delivery.job_upsert_sql('changed_rows') INTO v_pending
             USING EXISTS (SELECT FROM delivery.assignment_rule);
         IF v_pending > 0 THEN
-            PERFORM pg_notify('delivery_job_pending', v_pending::text);
+            PERFORM etl.notify('delivery_job_pending', v_pending::text);
         END IF;
     EXCEPTION WHEN OTHERS THEN
         PERFORM delivery.upsert_jobs(ARRAY(SELECT n.shipment_number FROM changed_rows AS n));

@@ -1,7 +1,8 @@
 -- erp.package_to_job: a change to the ERP's packages changes the items of their shipments'
 -- jobs. Like erp.shipment_to_delivery, the ERP's statement only records the shipment numbers
 -- (delivery.erp_change, one row per statement); delivery.sync_erp_changes re-maps those
--- shipments, and only jobs whose items really changed become pending.
+-- shipments, and only jobs whose items really changed become pending. TRUNCATE (no transition
+-- table) records every shipment whose job carries items.
 --
 -- Log-and-continue: the ERP's statement must never fail because of pgferry.
 CREATE OR REPLACE FUNCTION erp.package_to_job()
@@ -19,6 +20,12 @@ BEGIN
             SELECT array_agg(DISTINCT n.shipment_number) INTO v_numbers FROM new_rows AS n;
         ELSIF TG_OP = 'DELETE' THEN
             SELECT array_agg(DISTINCT o.shipment_number) INTO v_numbers FROM old_rows AS o;
+        ELSIF TG_OP = 'TRUNCATE' THEN
+            -- no transition table: every shipment whose job carries items; the re-map finds
+            -- no packages and the job is sent again without them
+            SELECT array_agg(j.shipment_number) INTO v_numbers
+              FROM delivery.job AS j
+             WHERE j.payload -> 'items' -> 0 IS NOT NULL;
         ELSE
             -- packages whose mapped values (items: sku, description, quantity) or shipment
             -- changed; both shipments of a moved package
@@ -59,4 +66,7 @@ CREATE OR REPLACE TRIGGER package_to_job_update
 CREATE OR REPLACE TRIGGER package_to_job_delete
     AFTER DELETE ON erp.package
     REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION erp.package_to_job();
+CREATE OR REPLACE TRIGGER package_to_job_truncate
+    AFTER TRUNCATE ON erp.package
     FOR EACH STATEMENT EXECUTE FUNCTION erp.package_to_job();

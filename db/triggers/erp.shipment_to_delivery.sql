@@ -15,6 +15,11 @@
 -- copy uses, the qualification or the number changed: the status write-back
 -- (delivery.job_to_erp) never comes back round.
 --
+-- TRUNCATE has no transition table and would otherwise go unseen (copies and jobs kept, DeTrack
+-- never told): it records every shipment with a live copy or a waiting change, and the sync
+-- turns each one missing from the ERP into a cancel. A reload in one transaction (TRUNCATE, then
+-- INSERT) cancels nothing: the change-only copy finds the same values again.
+--
 -- Log-and-continue: the ERP's statement must never fail because of pgferry.
 CREATE OR REPLACE FUNCTION erp.shipment_to_delivery()
 RETURNS trigger
@@ -38,6 +43,15 @@ BEGIN
             SELECT array_agg(o.shipment_number) INTO v_numbers
               FROM old_rows AS o
              WHERE delivery.qualifies(o.ship_via, o.is_partial, v_codes, v_partial);
+        ELSIF TG_OP = 'TRUNCATE' THEN
+            -- no transition table: every shipment pgferry knows of, the live copies and the
+            -- changes still waiting (creates not yet synced); the sync finds none of them in
+            -- the ERP, cancels the jobs and creates nothing
+            SELECT array_agg(k.shipment_number) INTO v_numbers
+              FROM (SELECT d.shipment_number FROM delivery.shipment AS d
+                     WHERE d.deleted_at IS NULL
+                    UNION
+                    SELECT unnest(c.shipment_numbers) FROM delivery.erp_change AS c) AS k;
         ELSE
             -- joined on the number: a renumbered shipment is a delete plus an insert
             SELECT array_agg(coalesce(n.shipment_number, o.shipment_number)) INTO v_numbers
@@ -84,4 +98,7 @@ CREATE OR REPLACE TRIGGER shipment_to_delivery_update
 CREATE OR REPLACE TRIGGER shipment_to_delivery_delete
     AFTER DELETE ON erp.shipment
     REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION erp.shipment_to_delivery();
+CREATE OR REPLACE TRIGGER shipment_to_delivery_truncate
+    AFTER TRUNCATE ON erp.shipment
     FOR EACH STATEMENT EXECUTE FUNCTION erp.shipment_to_delivery();

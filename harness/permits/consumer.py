@@ -4,6 +4,12 @@ transaction, record failures; repeat until nothing is left to claim.
 Nothing is held across S3 calls: the claim is committed (a lease) before any upload, the move
 is a short transaction after them. A crash at any point leaves either a lease that expires (the
 row is claimed again, the upload is idempotent) or a committed move.
+
+Fenced (harness.leases): each batch is claimed under a fencing token that a LeaseKeeper tracks.
+Its heartbeat, on a connection of its own, extends the leases while uploads run, so a slow batch
+keeps its permits; a PUT is sent only while the lease certainly holds, and the move and the
+failures are written only to rows that still carry the token. A worker that lost its lease
+(frozen, cut off from the database) therefore neither uploads nor records anything more.
 """
 
 from __future__ import annotations
@@ -14,22 +20,32 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
+
+import psycopg
 
 from harness import failpoints
 from harness.config import PermitSettings
-from harness.permits.store import ClaimedPermit, Failure, PermitStore, Upload
+from harness.leases import CallAbandoned, LeaseKeeper
+from harness.permits.store import Claim, ClaimedPermit, Failure, PermitStore, Upload
 from harness.permits.upload import PermitUploader, UploadError
 
 log = logging.getLogger(__name__)
 LEASE_POLL_SECONDS = 1.0
+# the longest one PUT request may take, as the lease guard counts it: a request is sent only if
+# it ends, with the keeper's margin, before the lease could run out
+UPLOAD_CALL_SECONDS = 60.0
+
+UploadOutcome = Upload | UploadError | CallAbandoned
 
 
 @dataclass(frozen=True)
 class InFlight:
     """A claimed batch whose uploads are queued or running."""
 
+    token: int
     permits: list[ClaimedPermit]
-    futures: list[Future[Upload | UploadError]]
+    futures: list[Future[UploadOutcome]]
 
 
 @dataclass
@@ -39,15 +55,23 @@ class RunTotals:
     claimed: int = 0
     moved: int = 0
     duplicates: int = 0
-    rejected: int = 0  # invalid rows, dead at once
+    rejected: int = 0  # invalid rows and permits out of claims, dead at once
     dead: int = 0  # uploads out of attempts, and rows the target refused
     upload_failures: int = 0  # failed upload attempts (an item may fail, then move)
-    lease_lost: int = 0
+    lease_lost: int = 0  # uploads not sent or results not recorded: the claim was lost
+    claim_calls: int = 0
+    purged: int = 0  # staged rows of failed or abandoned runs, purged after their age
     processes_consumed: list[int] = field(default_factory=list)
 
     @property
     def dead_letters(self) -> int:
         return self.rejected + self.dead
+
+
+def same_server(connection: psycopg.Connection) -> Callable[[], psycopg.Connection]:
+    """Opens another autocommit connection with ``connection``'s parameters."""
+    info = connection.info
+    return partial(psycopg.connect, info.dsn, password=info.password, autocommit=True)
 
 
 class PermitConsumer:
@@ -59,7 +83,10 @@ class PermitConsumer:
         worker: str,
         stop: threading.Event | None = None,
         on_batch: Callable[[RunTotals], None] | None = None,
+        *,
+        connect: Callable[[], psycopg.Connection] | None = None,
     ) -> None:
+        """``connect`` opens the heartbeat's own connection (default: one like the store's)."""
         self.store = store
         self.uploader = uploader
         self.settings = settings
@@ -67,26 +94,33 @@ class PermitConsumer:
         self.stop = stop or threading.Event()
         self.on_batch = on_batch or (lambda totals: None)
         self._pool = ThreadPoolExecutor(settings.upload_concurrency, "pgferry-upload")
+        self.leases = LeaseKeeper(
+            connect or same_server(store.connection), "permits", settings.lease_seconds
+        )
+        self.leases.start()
+        # a stop finishes the batch in hand: the guards watch the lease only
+        self._never = threading.Event()
 
     def drain(self, *, wait_for_leases: bool = True) -> RunTotals:
         """Run batches until nothing is claimable. With ``wait_for_leases``, rows leased by
-        other (possibly crashed) workers are waited for until they are moved or their lease
-        expires; rows waiting for a retry time are left for a later run.
+        other (possibly crashed) workers, or waiting for the lease on another copy of their
+        permit, are waited for until they are moved or their lease expires; rows waiting for a
+        retry time are left for a later run. Ends by purging long-stranded rows.
 
         Batches overlap: the next batch is claimed and its uploads queued before the previous
         one is moved, so the upload threads never wait for the database."""
         totals = RunTotals()
         in_flight: InFlight | None = None
         while True:
-            claimed = [] if self.stop.is_set() else self._claim(totals)
-            next_flight = self._start_uploads(claimed) if claimed else None
+            claim = Claim(0, []) if self.stop.is_set() else self._claim(totals)
+            next_flight = self._start_uploads(claim) if claim.permits else None
             if in_flight:
                 self._finish(in_flight, totals)
             in_flight = next_flight
-            if in_flight or claimed:
+            if in_flight or claim.permits:
                 continue
             if self.stop.is_set():
-                break
+                return totals
             totals.processes_consumed += self.store.finish_drained_processes()
             backlog = self.store.backlog()
             if backlog.claimable:
@@ -94,72 +128,112 @@ class PermitConsumer:
             if not (wait_for_leases and backlog.leased):
                 break
             self._wait_until(backlog.next_wake)
+        totals.purged += self.purge_stranded()
         return totals
+
+    def purge_stranded(self) -> int:
+        """Purge staged rows stranded longer than PERMITS_PURGE_FAILED_AFTER_HOURS."""
+        age = timedelta(hours=self.settings.purge_failed_after_hours)
+        purged = self.store.purge_stranded(age)
+        if purged.rows:
+            log.info(
+                "stranded staged permits purged",
+                extra={"rows": purged.rows, "processes": purged.processes},
+            )
+        return purged.rows
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self.leases.close()
 
-    def _claim(self, totals: RunTotals) -> list[ClaimedPermit]:
+    def _claim(self, totals: RunTotals) -> Claim:
         lease = timedelta(seconds=self.settings.lease_seconds)
-        claimed = self.store.claim(self.worker, self.settings.batch_size, lease)
-        failpoints.reach("after_claim")
-        totals.claimed += len(claimed)
-        totals.duplicates += sum(1 for p in claimed if p.outcome == "duplicate")
-        totals.rejected += sum(1 for p in claimed if p.outcome == "dead")
-        return claimed
+        claimed_at = self.leases.now()
+        claim = self.store.claim(
+            self.worker, self.settings.batch_size, lease, self.settings.max_claims
+        )
+        if claim.to_upload:
+            self.leases.track(claim.token, claimed_at)
+            failpoints.reach("after_claim")  # permits are leased, none uploaded
+        totals.claim_calls += 1
+        totals.claimed += len(claim.permits)
+        totals.duplicates += sum(1 for p in claim.permits if p.outcome == "duplicate")
+        totals.rejected += sum(1 for p in claim.permits if p.outcome == "dead")
+        return claim
 
-    def _start_uploads(self, claimed: list[ClaimedPermit]) -> InFlight:
-        to_upload = [p for p in claimed if p.outcome == "upload"]
-        return InFlight(to_upload, [self._pool.submit(self._upload_one, p) for p in to_upload])
+    def _start_uploads(self, claim: Claim) -> InFlight:
+        to_upload = claim.to_upload
+        futures = [self._pool.submit(self._upload_one, claim.token, p) for p in to_upload]
+        return InFlight(claim.token, to_upload, futures)
+
+    def _upload_one(self, token: int, permit: ClaimedPermit) -> UploadOutcome:
+        call_seconds = min(UPLOAD_CALL_SECONDS, self.settings.lease_seconds / 3)
+        guard = self.leases.guard(token, call_seconds, self._never)
+        try:
+            return self.uploader.upload(permit, guard)
+        except (UploadError, CallAbandoned) as outcome:
+            return outcome
 
     def _finish(self, flight: InFlight, totals: RunTotals) -> None:
-        uploads, failures = [], []
+        uploads, failures, abandoned = [], [], 0
         for permit, future in zip(flight.permits, flight.futures, strict=True):
             outcome = future.result()
             if isinstance(outcome, Upload):
                 uploads.append(outcome)
+            elif isinstance(outcome, CallAbandoned):
+                abandoned += 1  # not sent: the lease is gone, the row is someone else's
             else:
-                failures.append(Failure(permit.staged_permit_id, str(outcome), outcome.retryable))
-        self._move(uploads, totals)
-        self._record(failures, totals)
+                failures.append(
+                    Failure(
+                        permit.staged_permit_id, str(outcome), outcome.retryable, outcome.conflict
+                    )
+                )
+        try:
+            self._move(flight.token, uploads, totals)
+            self._record(flight.token, failures, totals)
+        finally:
+            self.leases.release(flight.token)
+        totals.lease_lost += abandoned
         log.info(
             "permit batch done",
-            extra={"uploaded": len(uploads), "failed": len(failures), "moved": totals.moved},
+            extra={
+                "uploaded": len(uploads),
+                "failed": len(failures),
+                "abandoned": abandoned,
+                "moved": totals.moved,
+            },
         )
         self.on_batch(totals)
 
-    def _upload_one(self, permit: ClaimedPermit) -> Upload | UploadError:
-        try:
-            return self.uploader.upload(permit)
-        except UploadError as error:
-            return error
-
-    def _move(self, uploads: list[Upload], totals: RunTotals) -> None:
+    def _move(self, token: int, uploads: list[Upload], totals: RunTotals) -> None:
         if not uploads:
             return
         failpoints.reach("before_move")
+        retry_after = timedelta(seconds=self.settings.retry_base_seconds)
         with self.store.connection.transaction():
-            result = self.store.move(self.worker, uploads)
+            result = self.store.move(token, uploads, retry_after)
             failpoints.reach("before_move_commit")
         failpoints.reach("after_move")
         totals.moved += result.moved
         totals.duplicates += result.duplicates
         totals.dead += result.failed
         totals.lease_lost += result.lease_lost
+        totals.upload_failures += result.retrying
 
-    def _record(self, failures: list[Failure], totals: RunTotals) -> None:
+    def _record(self, token: int, failures: list[Failure], totals: RunTotals) -> None:
         if not failures:
             return
-        retrying, dead = self.store.record_failures(
-            self.worker,
+        result = self.store.record_failures(
+            token,
             failures,
             self.settings.max_attempts,
             timedelta(seconds=self.settings.retry_base_seconds),
             timedelta(seconds=self.settings.retry_cap_seconds),
         )
         failpoints.reach("after_record_failures")
-        totals.upload_failures += retrying + dead
-        totals.dead += dead
+        totals.upload_failures += result.retrying + result.dead
+        totals.dead += result.dead
+        totals.duplicates += result.duplicates
         for failure in failures:
             log.warning(
                 "permit upload failed",

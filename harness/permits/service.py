@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import psycopg
 from rich.console import Console
@@ -46,7 +47,10 @@ def run_permits(database_url: str, console: Console, *, loop: bool = False) -> i
             f" ({backlog.retry_later} waiting to retry, {backlog.dead} dead letter(s))"
         )
         with progress_bar(console, waiting) as on_batch:
-            consumer = PermitConsumer(store, uploader, settings, worker, stop, on_batch)
+            heartbeat = partial(psycopg.connect, database_url, autocommit=True)
+            consumer = PermitConsumer(
+                store, uploader, settings, worker, stop, on_batch, connect=heartbeat
+            )
             try:
                 totals = _loop(consumer, database_url, stop) if loop else consumer.drain()
             finally:
@@ -101,6 +105,6 @@ def _print_reconciliation(console: Console, totals: RunTotals) -> None:
     console.print(
         f"permits: claimed {totals.claimed}, moved {totals.moved},"
         f" duplicates {totals.duplicates}, rejected {totals.rejected}, dead {totals.dead},"
-        f" upload failures {totals.upload_failures}, lease lost {totals.lease_lost};"
-        f" processes consumed: {consumed}"
+        f" upload failures {totals.upload_failures}, lease lost {totals.lease_lost},"
+        f" stranded rows purged {totals.purged}; processes consumed: {consumed}"
     )

@@ -1,5 +1,8 @@
 """The permit pipeline's SQL API, one method per routine. Each call is its own short
-transaction (autocommit), except the move, which the consumer commits explicitly."""
+transaction (autocommit), except the move, which the consumer commits explicitly.
+
+Every claim carries a fencing token (etl.next_lease_token); the move and the failures of a batch
+send it with each element, and the database writes only rows that still carry it."""
 
 from __future__ import annotations
 
@@ -23,6 +26,18 @@ class ClaimedPermit:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """One call of permit.claim_batch: its fencing token and what it claimed."""
+
+    token: int
+    permits: list[ClaimedPermit]
+
+    @property
+    def to_upload(self) -> list[ClaimedPermit]:
+        return [p for p in self.permits if p.outcome == "upload"]
+
+
+@dataclass(frozen=True)
 class Upload:
     staged_permit_id: int
     bucket: str
@@ -37,6 +52,7 @@ class Failure:
     staged_permit_id: int
     error: str
     retryable: bool
+    conflict: bool = False  # the key holds an object with another checksum
 
 
 @dataclass(frozen=True)
@@ -45,6 +61,20 @@ class MoveResult:
     duplicates: int
     failed: int
     lease_lost: int
+    retrying: int  # keys reconcile was deleting: uploaded again later
+
+
+@dataclass(frozen=True)
+class FailureResult:
+    retrying: int
+    dead: int
+    duplicates: int  # conflicts explained by another copy that moved first
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    rows: int
+    processes: int
 
 
 @dataclass(frozen=True)
@@ -52,7 +82,7 @@ class Backlog:
     """Staged permits of completed (succeeded, not consumed) runs, by what they wait for."""
 
     claimable: int
-    leased: int
+    leased: int  # held by a live lease, or waiting for the lease on another copy of the permit
     retry_later: int
     dead: int
     next_wake: datetime | None  # earliest lease expiry or retry time
@@ -70,18 +100,33 @@ class DeadLetter:
     last_error: str | None
 
 
+# "due" rows are claimable unless another copy of the same permit is under a live lease:
+# permit.claim_batch skips those until that copy moves or its lease expires, so they wait for
+# the lease (counted as leased, woken by its expiry) instead of making the consumer claim
+# nothing in a loop
 BACKLOG_SQL = """
-SELECT count(*) FILTER (WHERE s.state <> 'dead' AND s.next_attempt_at <= now()
-                          AND (s.state = 'pending' OR s.lease_expires_at < now())),
-       count(*) FILTER (WHERE s.state = 'claimed' AND s.lease_expires_at >= now()),
+SELECT count(*) FILTER (WHERE s.due AND NOT s.copy_leased),
+       count(*) FILTER (WHERE s.leased OR (s.due AND s.copy_leased)),
        count(*) FILTER (WHERE s.state = 'pending' AND s.next_attempt_at > now()),
        count(*) FILTER (WHERE s.state = 'dead'),
        least(min(s.lease_expires_at) FILTER (WHERE s.state = 'claimed'),
-             min(s.next_attempt_at) FILTER (WHERE s.state = 'pending')),
+             min(s.next_attempt_at) FILTER (WHERE s.state = 'pending' AND NOT s.due)),
        min(s.staged_at) FILTER (WHERE s.state <> 'dead')
-  FROM tps.staged_permit AS s
-  JOIN etl.process AS p ON p.process_id = s.process_id
- WHERE p.status = 'succeeded' AND p.consumed_at IS NULL
+  FROM (SELECT s.state, s.next_attempt_at, s.lease_expires_at, s.staged_at, d.due,
+               s.state = 'claimed' AND s.lease_expires_at >= now() AS leased,
+               CASE WHEN d.due
+                    THEN EXISTS (SELECT FROM tps.staged_permit AS o
+                                  WHERE o.permit_number = s.permit_number
+                                    AND o.permit_generation = s.permit_generation
+                                    AND o.staged_permit_id <> s.staged_permit_id
+                                    AND o.state = 'claimed' AND o.lease_expires_at >= now())
+                    ELSE false END AS copy_leased
+          FROM tps.staged_permit AS s
+          JOIN etl.process AS p ON p.process_id = s.process_id
+         CROSS JOIN LATERAL (
+               SELECT s.state <> 'dead' AND s.next_attempt_at <= now()
+                      AND (s.state = 'pending' OR s.lease_expires_at < now()) AS due) AS d
+         WHERE p.status = 'succeeded' AND p.consumed_at IS NULL) AS s
 """
 
 DEAD_LETTERS_SQL = """
@@ -95,34 +140,51 @@ class PermitStore:
     def __init__(self, connection: psycopg.Connection) -> None:
         self.connection = connection
 
-    def claim(self, worker: str, limit: int, lease: timedelta) -> list[ClaimedPermit]:
-        with self.connection.cursor(row_factory=class_row(ClaimedPermit)) as cursor:
-            cursor.execute("SELECT * FROM permit.claim_batch(%s, %s, %s)", [worker, limit, lease])
-            return cursor.fetchall()
+    def claim(self, worker: str, limit: int, lease: timedelta, max_claims: int) -> Claim:
+        """A new fencing token and the rows claimed under it, in one statement."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT t.token, c.* FROM etl.next_lease_token() AS t (token),"
+                " LATERAL permit.claim_batch(%s, %s, %s, t.token, %s) AS c",
+                [worker, limit, lease, max_claims],
+            )
+            rows = cursor.fetchall()
+            if not rows:  # the token was drawn all the same: nothing holds it
+                return Claim(0, [])
+        return Claim(rows[0][0], [ClaimedPermit(*row[1:]) for row in rows])
 
-    def move(self, worker: str, uploads: list[Upload]) -> MoveResult:
+    def move(self, token: int, uploads: list[Upload], retry_after: timedelta) -> MoveResult:
         payload = [
-            {**upload.__dict__, "uploaded_at": upload.uploaded_at.isoformat()} for upload in uploads
+            {**vars(upload), "uploaded_at": upload.uploaded_at.isoformat(), "lease_token": token}
+            for upload in uploads
         ]
         row = self.connection.execute(
-            "SELECT * FROM permit.move_batch(%s, %s)", [worker, Jsonb(payload)]
+            "SELECT * FROM permit.move_batch(%s, %s)", [Jsonb(payload), retry_after]
         ).fetchone()
         return MoveResult(*row)
 
     def record_failures(
         self,
-        worker: str,
+        token: int,
         failures: list[Failure],
         max_attempts: int,
         backoff_base: timedelta,
         backoff_cap: timedelta,
-    ) -> tuple[int, int]:
-        """Returns (retrying, dead)."""
+    ) -> FailureResult:
+        payload = [{**vars(failure), "lease_token": token} for failure in failures]
         row = self.connection.execute(
-            "SELECT * FROM permit.record_failures(%s, %s, %s, %s, %s)",
-            [worker, Jsonb([vars(f) for f in failures]), max_attempts, backoff_base, backoff_cap],
+            "SELECT * FROM permit.record_failures(%s, %s, %s, %s)",
+            [Jsonb(payload), max_attempts, backoff_base, backoff_cap],
         ).fetchone()
-        return row[0], row[1]
+        return FailureResult(*row)
+
+    def purge_stranded(self, older_than: timedelta) -> PurgeResult:
+        """Delete staged rows of failed, abandoned (or otherwise never consumable) runs that
+        have been stranded for ``older_than``; journaled."""
+        row = self.connection.execute(
+            "SELECT * FROM permit.purge_stranded(%s)", [older_than]
+        ).fetchone()
+        return PurgeResult(*row)
 
     def finish_drained_processes(self) -> list[int]:
         rows = self.connection.execute("SELECT * FROM permit.finish_drained_processes()")

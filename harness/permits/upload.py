@@ -5,15 +5,20 @@ same key. Each PUT carries the SHA-256 (the store verifies the body against it) 
 create-only (If-None-Match: *). When the key exists already - a retry after a crash between
 upload and commit - the stored SHA-256 is compared: equal means done, different is an error a
 retry cannot fix.
+
+Fenced: an upload made under a claim carries the claim's LeaseGuard, asked before every PUT
+request, botocore's own retries included (a ``before-send`` hook). A worker whose lease is gone,
+or too short for the request, sends nothing more: another worker may hold the permit by then.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 from datetime import UTC, datetime
-from typing import Any
-from urllib.parse import quote
+from typing import Any, Protocol
+from urllib.parse import quote, unquote
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -21,12 +26,29 @@ from harness import failpoints
 from harness.permits.store import ClaimedPermit, Upload
 
 SHA256_METADATA = "sha256"
+GUARD_HOOK_ID = "pgferry-permit-lease-guard"
+
+
+class Guard(Protocol):
+    def check(self) -> None:
+        """Raise harness.leases.CallAbandoned unless a request may be sent now."""
 
 
 class UploadError(Exception):
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(self, message: str, *, retryable: bool, conflict: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.conflict = conflict  # the key holds an object with another checksum
+
+
+# the guard of the upload running on this thread, asked by the client's before-send hook
+_current = threading.local()
+
+
+def _check_guard(**kwargs: object) -> None:
+    guard: Guard | None = getattr(_current, "guard", None)
+    if guard is not None:
+        guard.check()
 
 
 class PermitUploader:
@@ -34,12 +56,32 @@ class PermitUploader:
         self.client = client
         self.bucket = bucket
         self.prefix = prefix
+        client.meta.events.register(
+            "before-send.s3.PutObject", _check_guard, unique_id=GUARD_HOOK_ID
+        )
 
     def object_key(self, permit: ClaimedPermit) -> str:
         number = quote(permit.tps_permit_number or "", safe="-._")
         return f"{self.prefix}{number}/r{permit.revision}.pdf"
 
-    def upload(self, permit: ClaimedPermit) -> Upload:
+    def permit_of(self, key: str) -> tuple[str, int] | None:
+        """(permit number, generation) of a key object_key made, or None."""
+        name, slash_r, file = key.removeprefix(self.prefix).rpartition("/r")
+        revision = file.removesuffix(".pdf")
+        if not key.startswith(self.prefix) or not slash_r or not revision.isdigit():
+            return None
+        return unquote(name), int(revision) + 1
+
+    def upload(self, permit: ClaimedPermit, guard: Guard | None = None) -> Upload:
+        """Upload the permit's PDF; with ``guard``, every PUT request is sent only if
+        guard.check() lets it (CallAbandoned propagates: nothing was sent)."""
+        _current.guard = guard
+        try:
+            return self._upload(permit)
+        finally:
+            _current.guard = None
+
+    def _upload(self, permit: ClaimedPermit) -> Upload:
         pdf = permit.pdf or b""
         digest = hashlib.sha256(pdf)
         key = self.object_key(permit)
@@ -81,6 +123,7 @@ class PermitUploader:
                 f"s3://{self.bucket}/{key} already exists with sha256 {stored}, "
                 f"this PDF has {sha256}; remove the stale object or fix the staged PDF",
                 retryable=False,
+                conflict=True,
             )
 
 

@@ -3,20 +3,27 @@
 Transient failures (429, 5xx, timeouts, connection errors) are retried inside a call with capped
 exponential backoff and full jitter, honouring Retry-After. Everything else is an answer: the
 caller gets the status and the full body and decides. Nothing here writes to the database.
+
+Every request waits for the shared rate limit, then asks the call's guard (harness.leases)
+whether it may still be sent: under a claim, only while the lease certainly holds for the whole
+request. Every wait goes through the guard too, so a stop or a lost lease ends it at once and a
+wait longer than the lease gives the work back instead of holding it.
 """
 
 from __future__ import annotations
 
 import json
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
 import httpx
+import psycopg
 
-from harness.shipments.limiter import SlidingWindowLimiter
+from harness.leases import CallAbandoned, Unguarded
+from harness.shipments.limiter import RateLimiter
 
 ALREADY_TAKEN = "is already taken"
 MAX_BATCH = 100  # DeTrack's limit for bulk create, batch update and batch delete
@@ -53,9 +60,19 @@ class TransientFailure(Exception):
         self.body = body
 
 
+class CallGuard(Protocol):
+    def check(self) -> None:
+        """Raise CallAbandoned unless a request may be sent now."""
+        ...
+
+    def pause(self, seconds: float) -> None:
+        """Wait before the next request, or raise CallAbandoned."""
+        ...
+
+
 @dataclass(frozen=True)
 class JobOutcome:
-    outcome: str  # created | updated | deleted | failed | retry | missing | kept
+    outcome: str  # created | adopted | updated | deleted | failed | retry | missing | kept
     http_status: int
     response: Any = None
     error: str | None = None
@@ -72,15 +89,14 @@ class DetrackClient:
         self,
         base_url: str,
         api_key: str,
-        limiter: SlidingWindowLimiter,
+        limiter: RateLimiter,
         policy: RetryPolicy | None = None,
         timeout: float = 30.0,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.limiter = limiter
         self.policy = policy or RetryPolicy()
+        self.timeout = timeout  # the longest one request may take: what a lease must cover
         self.throttled = 0  # 429 answers seen: the client-side limit should keep this at 0
-        self._sleep = sleep
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={"X-API-KEY": api_key, "Accept": "application/json"},
@@ -89,13 +105,19 @@ class DetrackClient:
 
     def close(self) -> None:
         self._http.close()
+        close_limiter = getattr(self.limiter, "close", None)
+        if close_limiter:
+            close_limiter()
 
     # -- operations ----------------------------------------------------------------------------
 
-    def create_jobs(self, jobs: list[dict[str, Any]]) -> dict[tuple[str, str], JobOutcome]:
+    def create_jobs(
+        self, jobs: list[dict[str, Any]], guard: CallGuard | None = None
+    ) -> dict[tuple[str, str], JobOutcome]:
         """POST /dn/jobs/bulk. Bulk create is not atomic: a 422 lists the jobs it created and
         the ones it refused. "is already taken" is checked against DeTrack before it counts."""
-        response = self._call("POST", "/dn/jobs/bulk", json={"data": jobs})
+        guard = guard or Unguarded()
+        response = self._call("POST", "/dn/jobs/bulk", guard, json={"data": jobs})
         if response.status not in (200, 201, 422) or not isinstance(response.body, dict):
             return {job_key(job): _refused(response) for job in jobs}
         outcomes = {
@@ -109,29 +131,57 @@ class DetrackClient:
         for error in response.body.get("errors") or []:
             key = job_key(error)
             if key in submitted:
-                outcomes[key] = self._settle_refused_create(submitted[key], error, response)
+                outcomes[key] = self._settle_refused_create(submitted[key], error, response, guard)
         for key in submitted.keys() - outcomes.keys():
             outcomes[key] = JobOutcome(
                 "retry", response.status, response.body, "not in DeTrack's answer"
             )
         return outcomes
 
-    def update_jobs(self, items: list[dict[str, Any]]) -> dict[tuple[str, str], JobOutcome]:
+    def update_jobs(
+        self, items: list[dict[str, Any]], guard: CallGuard | None = None
+    ) -> dict[tuple[str, str], JobOutcome]:
         """PUT /dn/jobs with [{"do_number", "date", "data": {...}}]."""
-        response = self._call("PUT", "/dn/jobs", json={"data": items})
+        response = self._call("PUT", "/dn/jobs", guard or Unguarded(), json={"data": items})
         return self._per_item(items, response, ok="updated", on_codes={"not_found": "missing"})
 
-    def delete_jobs(self, keys: list[dict[str, Any]]) -> dict[tuple[str, str], JobOutcome]:
+    def delete_jobs(
+        self, keys: list[dict[str, Any]], guard: CallGuard | None = None
+    ) -> dict[tuple[str, str], JobOutcome]:
         """DELETE /dn/jobs. A finished delivery cannot be deleted ("undeletable": kept); one
         DeTrack no longer has is as good as deleted."""
-        response = self._call("DELETE", "/dn/jobs", json={"data": keys})
+        if not keys:
+            return {}
+        response = self._call("DELETE", "/dn/jobs", guard or Unguarded(), json={"data": keys})
         return self._per_item(
             keys, response, ok="deleted", on_codes={"undeletable": "kept", "not_found": "deleted"}
         )
 
-    def show_job(self, do_number: str, date: str) -> dict[str, Any] | None:
+    def delete_jobs_if_ours(
+        self, jobs: list[dict[str, Any]], guard: CallGuard | None = None
+    ) -> dict[tuple[str, str], JobOutcome]:
+        """Delete the jobs under these keys that carry our tracking number: a create whose
+        answer was lost may or may not have made them, and a job under the same key that is
+        not ours (another system's) must stay. Each key is looked up first."""
+        guard = guard or Unguarded()
+        outcomes, ours = {}, []
+        for job in jobs:
+            existing = self.show_job(*job_key(job), guard=guard)
+            if existing is not None and _is_ours(existing, job):
+                ours.append({"do_number": job["do_number"], "date": job["date"]})
+            else:
+                # nothing of ours is there: as good as deleted
+                outcomes[job_key(job)] = JobOutcome("deleted", 200 if existing else 404)
+        return outcomes | self.delete_jobs(ours, guard)
+
+    def show_job(
+        self, do_number: str, date: str, guard: CallGuard | None = None
+    ) -> dict[str, Any] | None:
         response = self._call(
-            "GET", "/dn/jobs/show/", params={"do_number": do_number, "date": date}
+            "GET",
+            "/dn/jobs/show/",
+            guard or Unguarded(),
+            params={"do_number": do_number, "date": date},
         )
         if response.status == 404:
             return None
@@ -143,11 +193,14 @@ class DetrackClient:
             )
         return response.body.get("data")
 
-    def job_statuses(self, do_numbers: list[str]) -> list[dict[str, Any]]:
+    def job_statuses(
+        self, do_numbers: list[str], guard: CallGuard | None = None
+    ) -> list[dict[str, Any]]:
         """POST /dn/jobs/search: the current jobs for these DO numbers (≤ 100)."""
         response = self._call(
             "POST",
             "/dn/jobs/search",
+            guard or Unguarded(),
             json={"data": {"do_numbers": do_numbers, "page": 1, "limit": MAX_BATCH}},
         )
         if response.status != 200 or not isinstance(response.body, dict):
@@ -159,12 +212,19 @@ class DetrackClient:
     # -- plumbing ------------------------------------------------------------------------------
 
     def _settle_refused_create(
-        self, job: dict[str, Any], error: dict[str, Any], response: ApiResponse
+        self,
+        job: dict[str, Any],
+        error: dict[str, Any],
+        response: ApiResponse,
+        guard: CallGuard,
     ) -> JobOutcome:
+        """A refused create. "is already taken" by our own job (an earlier create whose answer
+        was lost) is created when that job holds exactly our values, and adopted when it holds
+        older ones: the next claim sends them as an update."""
         codes = [code for item in error.get("errors") or [] for code in item.get("codes") or []]
         if ALREADY_TAKEN not in codes:
             return JobOutcome("failed", response.status, response.body, _describe(error))
-        existing = self.show_job(*job_key(job))
+        existing = self.show_job(*job_key(job), guard=guard)
         if existing is None:
             return JobOutcome(
                 "retry",
@@ -172,8 +232,9 @@ class DetrackClient:
                 response.body,
                 "DeTrack says the DO number is taken but has no such job",
             )
-        if _same_job(existing, job):
-            return JobOutcome("created", response.status, existing, None, existing.get("id"))
+        if _is_ours(existing, job):
+            outcome = "created" if holds_values(existing, job) else "adopted"
+            return JobOutcome(outcome, response.status, existing, None, existing.get("id"))
         return JobOutcome(
             "failed",
             response.status,
@@ -201,11 +262,13 @@ class DetrackClient:
             )
         return outcomes
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> ApiResponse:
-        """Send with retries for transient failures; any other answer is returned."""
+    def _call(self, method: str, path: str, guard: CallGuard, **kwargs: Any) -> ApiResponse:
+        """Send with retries for transient failures; any other answer is returned. Raises
+        CallAbandoned when the guard forbids a request or a wait."""
         failure = ""
         for attempt in range(self.policy.max_retries + 1):
-            self.limiter.acquire()
+            self._wait_for_slot(guard)
+            guard.check()
             retry_after = None
             try:
                 raw = self._http.request(method, path, **kwargs)
@@ -224,10 +287,25 @@ class DetrackClient:
                 if status == 429:
                     self.throttled += 1
                     if retry_after:
-                        self.limiter.delay_all(retry_after)
+                        self._limit(partial(self.limiter.delay_all, retry_after))
             if attempt < self.policy.max_retries:
-                self._sleep(self.policy.delay(attempt, retry_after))
+                guard.pause(self.policy.delay(attempt, retry_after))
         raise TransientFailure(f"{failure} after {self.policy.max_retries + 1} tries", status, body)
+
+    def _wait_for_slot(self, guard: CallGuard) -> None:
+        while (wait := self._limit(self.limiter.try_acquire)) > 0:
+            guard.pause(wait)
+
+    @staticmethod
+    def _limit(action: Callable[[], float | None]) -> float:
+        """Run a rate-limit action; a database that cannot be reached (the shared limit lives
+        there) ends the call: nothing sent can be recorded either."""
+        try:
+            return action() or 0.0
+        except psycopg.OperationalError as error:
+            raise CallAbandoned(
+                f"the shared rate limit is unavailable: {error}".strip(), lease_lost=True
+            ) from error
 
 
 def _refused(response: ApiResponse) -> JobOutcome:
@@ -245,12 +323,29 @@ def _describe(error: dict[str, Any]) -> str:
     return ", ".join(error.get("codes") or []) or json.dumps(error)[:500]
 
 
-def _same_job(existing: dict[str, Any], ours: dict[str, Any]) -> bool:
+def _is_ours(existing: dict[str, Any], ours: dict[str, Any]) -> bool:
     """The job DeTrack has under our DO number and date is ours when it carries our tracking
     number (the shipment number), or, without one, our address."""
     if existing.get("tracking_number"):
         return str(existing.get("tracking_number")) == str(ours.get("tracking_number"))
     return existing.get("address") == ours.get("address")
+
+
+def holds_values(existing: Any, ours: Any) -> bool:
+    """Whether DeTrack's job holds every value we send (fields it adds are ignored; a list of
+    items must match item by item). A difference that is only DeTrack's way of writing a value
+    costs one update too many, never a stale job."""
+    if isinstance(ours, dict):
+        return isinstance(existing, dict) and all(
+            holds_values(existing.get(name), value) for name, value in ours.items()
+        )
+    if isinstance(ours, list):
+        return (
+            isinstance(existing, list)
+            and len(existing) == len(ours)
+            and all(holds_values(e, o) for e, o in zip(existing, ours, strict=True))
+        )
+    return existing == ours
 
 
 def _parse(raw: httpx.Response) -> Any:

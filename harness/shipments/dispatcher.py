@@ -3,8 +3,13 @@ job's outcome; then read delivery statuses back.
 
 No job is created twice: a create whose answer was lost (timeout, dropped connection, 5xx after
 the server acted) is sent again, DeTrack answers "is already taken" for the jobs it has, and
-each of those is confirmed with a GET before it counts as created. DeTrack's own key
-(DO number, date) makes the second create impossible; the confirmation makes it visible.
+each of those is looked up: our job holding our values counts as created, our job holding older
+values (the ERP changed it meanwhile) is adopted and updated next. DeTrack's own key (DO number,
+date) makes the second create impossible; the lookup makes it visible and never stale.
+
+No stale write after a takeover: each round is claimed under a fencing token, its leases are
+extended by a heartbeat while its calls run (harness.leases), every request is sent only while
+the lease certainly covers it, and the database records results only under the current token.
 """
 
 from __future__ import annotations
@@ -19,11 +24,19 @@ from datetime import timedelta
 from typing import Any
 
 from harness import failpoints
-from harness.shipments.client import MAX_BATCH, DetrackClient, JobOutcome, TransientFailure
+from harness.leases import CallAbandoned, LeaseKeeper, Unguarded
+from harness.shipments.client import (
+    MAX_BATCH,
+    CallGuard,
+    DetrackClient,
+    JobOutcome,
+    TransientFailure,
+)
 from harness.shipments.store import ClaimedJob, ShipmentStore
 
 log = logging.getLogger(__name__)
 IDENTITY_FIELDS = ("do_number", "date", "type")
+OPERATIONS = ("create", "update", "delete", "delete_if_ours")
 
 
 @dataclass(frozen=True)
@@ -43,8 +56,9 @@ class DispatchSettings:
 
 @dataclass(frozen=True)
 class InFlight:
-    """A claimed round whose DeTrack calls are queued or running."""
+    """A claimed round whose DeTrack calls are queued or running, under one fencing token."""
 
+    token: int
     jobs: int
     calls: list[Future[list[dict[str, Any]]]]
 
@@ -57,6 +71,8 @@ class DispatchTotals:
     failed: int = 0
     retrying: int = 0
     dead: int = 0
+    released: int = 0  # given back unsent: a stop, or a wait longer than the lease
+    lease_lost: int = 0  # claimed, then lost: not sent (any more), nothing recorded
     assigned: int = 0
     statuses: int = 0
     calls: int = 0
@@ -70,6 +86,7 @@ class ShipmentDispatcher:
         client: DetrackClient,
         settings: DispatchSettings,
         worker: str,
+        leases: LeaseKeeper,
         stop: threading.Event | None = None,
         on_batch: Callable[[DispatchTotals], None] | None = None,
     ) -> None:
@@ -77,13 +94,17 @@ class ShipmentDispatcher:
         self.client = client
         self.settings = settings
         self.worker = worker
+        self.leases = leases
         self.stop = stop or threading.Event()
         self.on_batch = on_batch or (lambda totals: None)
         self._pool = ThreadPoolExecutor(settings.concurrency, "pgferry-detrack")
         self._last_status_poll: float | None = None
+        leases.start()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self.leases.close()
+        self.client.close()
 
     def drain(self) -> DispatchTotals:
         """Copy and map what the ERP changed, assign what the rules now cover, send everything
@@ -138,18 +159,27 @@ class ShipmentDispatcher:
 
     def _claim(self) -> list[ClaimedJob]:
         lease = timedelta(seconds=self.settings.lease_seconds)
-        return self.store.claim(self.worker, self.settings.claim_size, lease)
+        claimed_at = self.leases.now()
+        claimed = self.store.claim(self.worker, self.settings.claim_size, lease)
+        if claimed:
+            self.leases.track(claimed[0].lease_token, claimed_at)
+        return claimed
 
     def _start_calls(self, claimed: list[ClaimedJob]) -> InFlight:
+        token = claimed[0].lease_token
         chunks = [
             (operation, batch)
-            for operation in ("create", "update", "delete")
+            for operation in OPERATIONS
             for batch in _chunks([j for j in claimed if j.operation == operation], MAX_BATCH)
         ]
-        return InFlight(len(claimed), [self._pool.submit(self._send, *c) for c in chunks])
+        calls = [
+            self._pool.submit(self._send, operation, batch, token) for operation, batch in chunks
+        ]
+        return InFlight(token, len(claimed), calls)
 
     def _record(self, flight: InFlight, totals: DispatchTotals) -> None:
         results = [result for future in flight.calls for result in future.result()]
+        totals.lease_lost += flight.jobs - len(results)
         failpoints.reach("before_record_results")
         settled = self.store.record(
             self.worker,
@@ -158,8 +188,10 @@ class ShipmentDispatcher:
             timedelta(seconds=self.settings.retry_base_seconds),
             timedelta(seconds=self.settings.retry_cap_seconds),
         )
+        self.leases.release(flight.token)
         totals.calls += len(flight.calls)
-        totals.sent += flight.jobs
+        totals.sent += sum(1 for r in results if r["outcome"] != "released")
+        totals.released += sum(1 for r in results if r["outcome"] == "released")
         totals.synced += settled.synced
         totals.failed += settled.failed
         totals.retrying += settled.retrying
@@ -174,8 +206,8 @@ class ShipmentDispatcher:
         if not due:
             return
         try:
-            jobs = self.client.job_statuses(due)
-        except TransientFailure as error:
+            jobs = self.client.job_statuses(due, Unguarded(self.stop))
+        except (TransientFailure, CallAbandoned) as error:
             log.warning("status poll failed", extra={"error": str(error)})
             return
         statuses = [
@@ -184,25 +216,45 @@ class ShipmentDispatcher:
         ]
         totals.statuses += self.store.record_statuses(statuses, due)
 
-    def _send(self, operation: str, jobs: list[ClaimedJob]) -> list[dict[str, Any]]:
+    def _send(self, operation: str, jobs: list[ClaimedJob], token: int) -> list[dict[str, Any]]:
+        """One DeTrack call for jobs of one claim; the results to record (none when the lease
+        was lost: the jobs may be another worker's now)."""
+        guard = self.leases.guard(token, self.client.timeout, self.stop)
         try:
-            outcomes = self._call(operation, jobs)
+            outcomes = self._call(operation, jobs, guard)
         except TransientFailure as error:
             outcome = JobOutcome("retry", error.status, _jsonable(error.body), str(error))
             outcomes = {(job.do_number, job.date): outcome for job in jobs}
+        except CallAbandoned as abandoned:
+            log.warning(
+                "DeTrack call abandoned", extra={"jobs": len(jobs), "reason": str(abandoned)}
+            )
+            if abandoned.lease_lost:
+                return []
+            outcome = JobOutcome("released", 0, None, str(abandoned), None, abandoned.retry_after)
+            outcomes = {(job.do_number, job.date): outcome for job in jobs}
         return [_result(job, outcomes.get((job.do_number, job.date))) for job in jobs]
 
-    def _call(self, operation: str, jobs: list[ClaimedJob]) -> dict[tuple[str, str], JobOutcome]:
+    def _call(
+        self, operation: str, jobs: list[ClaimedJob], guard: CallGuard
+    ) -> dict[tuple[str, str], JobOutcome]:
         if operation == "create":
-            return self.client.create_jobs([job.payload for job in jobs])
-        keys = [{"do_number": job.do_number, "date": job.date} for job in jobs]
+            return self.client.create_jobs([job.payload for job in jobs], guard)
+        if operation == "delete_if_ours":
+            return self.client.delete_jobs_if_ours([job.payload | _key(job) for job in jobs], guard)
+        keys = [_key(job) for job in jobs]
         if operation == "delete":
-            return self.client.delete_jobs(keys)
+            return self.client.delete_jobs(keys, guard)
         updates = [
             {**key, "data": {k: v for k, v in job.payload.items() if k not in IDENTITY_FIELDS}}
             for key, job in zip(keys, jobs, strict=True)
         ]
-        return self.client.update_jobs(updates)
+        return self.client.update_jobs(updates, guard)
+
+
+def _key(job: ClaimedJob) -> dict[str, str]:
+    """The key the claim says to send under (for a create the new one, else DeTrack's)."""
+    return {"do_number": job.do_number, "date": job.date}
 
 
 def _result(job: ClaimedJob, outcome: JobOutcome | None) -> dict[str, Any]:
@@ -210,6 +262,7 @@ def _result(job: ClaimedJob, outcome: JobOutcome | None) -> dict[str, Any]:
         outcome = JobOutcome("retry", 0, None, "no answer for this job")
     return {
         "job_id": job.job_id,
+        "lease_token": job.lease_token,
         "version": job.version,
         "do_number": job.do_number,
         "date": job.date,

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from functools import partial
 
 import psycopg
 from rich.console import Console
 
 from harness.config import DetrackSettings, ShipmentSettings, load, worker_id
+from harness.leases import LeaseKeeper
 from harness.lifecycle import stop_requested
+from harness.settings import ConfigurationError
 from harness.shipments.client import DetrackClient, RetryPolicy
 from harness.shipments.dispatcher import DispatchSettings, DispatchTotals, ShipmentDispatcher
-from harness.shipments.limiter import SlidingWindowLimiter
+from harness.shipments.limiter import RateLimiter, SharedLimiter
 from harness.shipments.store import FailedJob, ShipmentStore
 from harness.totals import accumulate
 from harness.wakeup import run_until_stopped
@@ -23,11 +27,11 @@ EXIT_OK, EXIT_FAILED_JOBS = 0, 1
 NOTIFY_CHANNELS = ("delivery_erp_changed", "delivery_job_pending")
 
 
-def make_client(settings: DetrackSettings) -> DetrackClient:
+def make_client(settings: DetrackSettings, limiter: RateLimiter) -> DetrackClient:
     return DetrackClient(
         settings.base_url,
         settings.api_key.get_secret_value(),
-        SlidingWindowLimiter(settings.rate_limit_per_minute),
+        limiter,
         RetryPolicy(settings.max_retries, settings.retry_base_seconds, settings.retry_cap_seconds),
         settings.timeout_seconds,
     )
@@ -37,10 +41,44 @@ def dispatch_settings(settings: ShipmentSettings) -> DispatchSettings:
     return DispatchSettings(**settings.model_dump())
 
 
+def connector(database_url: str) -> Callable[[], psycopg.Connection]:
+    """Opens one more autocommit connection (heartbeats, the shared rate limit)."""
+    return partial(psycopg.connect, database_url, autocommit=True)
+
+
+def build_dispatcher(
+    database_url: str,
+    connection: psycopg.Connection,
+    worker: str,
+    stop: threading.Event,
+    detrack: DetrackSettings | None = None,
+    shipments: ShipmentSettings | None = None,
+) -> ShipmentDispatcher:
+    """The dispatcher as workers run it: the rate limit shared in PostgreSQL, a heartbeat on
+    its own connection, the settings from the environment."""
+    detrack = detrack or load(DetrackSettings)
+    settings = dispatch_settings(shipments or load(ShipmentSettings))
+    connect = connector(database_url)
+    leases = LeaseKeeper(connect, "shipments", settings.lease_seconds)
+    check_lease_covers_calls(leases, detrack.timeout_seconds)
+    client = make_client(detrack, SharedLimiter(connect, detrack.rate_limit_per_minute))
+    return ShipmentDispatcher(ShipmentStore(connection), client, settings, worker, leases, stop)
+
+
+def check_lease_covers_calls(leases: LeaseKeeper, timeout_seconds: float) -> None:
+    """A heartbeat keeps two thirds of a lease in hand: a request must fit in that."""
+    if timeout_seconds + leases.margin > leases.horizon:
+        raise ConfigurationError(
+            f"SHIPMENTS_LEASE_SECONDS={leases.lease_seconds:g} is too short for"
+            f" DETRACK_TIMEOUT_SECONDS={timeout_seconds:g}: a request must fit in two thirds of"
+            f" the lease with {leases.margin:g} s to spare; raise the lease to at least"
+            f" {1.5 * (timeout_seconds + leases.margin):g} s or shorten the timeout"
+        )
+
+
 def run_shipments(database_url: str, console: Console, *, loop: bool = False) -> int:
     """Send pending DeTrack jobs (and keep doing so with ``loop``); exit 1 naming failed jobs."""
-    client = make_client(load(DetrackSettings))
-    settings = dispatch_settings(load(ShipmentSettings))
+    detrack, shipments = load(DetrackSettings), load(ShipmentSettings)
     worker = worker_id()
     with (
         stop_requested(database_url, worker) as stop,
@@ -52,12 +90,11 @@ def run_shipments(database_url: str, console: Console, *, loop: bool = False) ->
             f"shipments: {store.waiting_erp_changes()} changed ERP shipment(s) to check,"
             f" {store.pending_count()} job(s) pending"
         )
-        dispatcher = ShipmentDispatcher(store, client, settings, worker, stop)
+        dispatcher = build_dispatcher(database_url, connection, worker, stop, detrack, shipments)
         try:
             totals = _loop(dispatcher, database_url, stop) if loop else dispatcher.drain()
         finally:
             dispatcher.close()
-            client.close()
         failed = store.failed_jobs(since=started)
     console.print(
         f"shipments: ERP shipments checked {totals.erp_synced}, sent {totals.sent}"

@@ -15,8 +15,9 @@ FINAL_STATUSES = ("completed", "completed_partial", "failed")
 
 @dataclass(frozen=True)
 class ClaimedJob:
+    lease_token: int  # the claim's fencing token, the same for every job of one claim
     job_id: int
-    operation: str  # create | update | delete
+    operation: str  # create | update | delete | delete_if_ours
     version: int
     do_number: str
     date: str
@@ -53,7 +54,10 @@ class ShipmentStore:
     def claim(self, worker: str, limit: int, lease: timedelta) -> list[ClaimedJob]:
         with self.connection.cursor(row_factory=class_row(ClaimedJob)) as cursor:
             return cursor.execute(
-                "SELECT * FROM delivery.claim_jobs(%s, %s, %s)", [worker, limit, lease]
+                "SELECT t.lease_token, c.*"
+                "  FROM etl.next_lease_token() AS t (lease_token),"
+                "       LATERAL delivery.claim_jobs(%s, %s, %s, t.lease_token) AS c",
+                [worker, limit, lease],
             ).fetchall()
 
     def record(
