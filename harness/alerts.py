@@ -38,6 +38,7 @@ UPDATE etl.alert AS a
    SET claimed_until = clock_timestamp() + %(lease)s, attempts = a.attempts + 1
  WHERE a.alert_id = (SELECT u.alert_id FROM etl.alert AS u
                       WHERE u.sent_at IS NULL
+                        AND (u.claimed_until IS NULL OR u.claimed_until <= clock_timestamp())
                       ORDER BY u.alert_id LIMIT 1 FOR UPDATE SKIP LOCKED)
 RETURNING a.alert_id, a.kind, a.subject, a.body, a.pipeline, a.claimed_until
 """

@@ -1,7 +1,8 @@
 """The `harness` command line: one Typer app assembled from the command modules.
 
 Exit codes, for schedulers: 0 success, 1 the job ran and found a problem (drift, dead letters,
-failed items), 2 configuration or usage error.
+failed items), 2 configuration or usage error, 3 the database or a destination could not be
+reached and work waits (`harness run`; see harness.outcome).
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ def run_all(
         bool, typer.Option("--loop", help="Keep running: wake on NOTIFY, else poll 1..300 s.")
     ] = False,
 ) -> None:
-    """Both pipelines in one worker, then housekeeping (lag alerts, scheduled retry of dead
-    letters, alert mail). Exit 0 all handled, 1 dead letters or refused jobs, 2 bad
-    configuration. PGFERRY_PIPELINES=permits or =shipments runs one of them."""
+    """Both pipelines side by side in one worker, with housekeeping (lag alerts, scheduled
+    retry of dead letters, alert mail). Exit 0 all due work handled, 1 dead letters or refused
+    jobs exist (listed), 2 bad configuration, 3 S3, DeTrack or the database unreachable and work
+    waits. PGFERRY_PIPELINES=permits or =shipments runs one of them."""
     if ctx.invoked_subcommand is not None:
         return
     from harness import logs

@@ -1,15 +1,23 @@
-"""`harness run`: both pipelines in one worker, once (cron) or as a long-running process.
+"""`harness run`: the pipelines side by side in one worker, once (cron) or long-running (--loop).
 
-Each cycle drains the permits, dispatches the shipments, then does the housekeeping: lag
-alerts, the scheduled requeue of dead letters, and mailing queued alerts. Between cycles it
-sleeps until a NOTIFY (a loader run ended, a job became pending) or the next poll.
+Each pipeline runs in a thread of its own with connections of its own, so neither waits for the
+other: a 100,000-permit backlog never delays a DeTrack job, and DeTrack's 60-a-minute limit never
+delays a permit. Housekeeping (lag alerts, the scheduled requeue of dead letters, alert mail)
+runs beside them: after the drains in a one-off run, every HOUSEKEEPING_SECONDS in a loop.
+
+A long-running worker survives the database going away: a cycle that loses its connection logs
+it, waits (1 s doubling to 60 s) and reconnects; the work waits in the database meanwhile.
+The exit code and what explains it come from harness.outcome, for every `harness run` form.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -20,128 +28,272 @@ from harness.alerts import send_pending_alerts
 from harness.config import AlertSettings, DetrackSettings, PermitSettings, ShipmentSettings, load
 from harness.config import worker_id as make_worker_id
 from harness.lifecycle import stop_requested
+from harness.outcome import Outcome, database_unreachable, permit_outcome, shipment_outcome
 from harness.permits.consumer import PermitConsumer, RunTotals
-from harness.permits.service import make_uploader, print_dead_letters
-from harness.permits.store import DeadLetter, PermitStore
+from harness.permits.service import make_uploader
+from harness.permits.store import PermitStore
 from harness.shipments.dispatcher import DispatchTotals, ShipmentDispatcher
-from harness.shipments.service import dispatch_settings, make_client, print_failed_jobs
-from harness.shipments.store import FailedJob, ShipmentStore
+from harness.shipments.service import build_dispatcher, connector
 from harness.totals import accumulate
-from harness.wakeup import run_until_stopped
+from harness.wakeup import PollBackoff, run_until_stopped
 
 log = logging.getLogger(__name__)
-CHANNELS = ("etl_process_ended", "delivery_erp_changed", "delivery_job_pending")
-
-
-@dataclass
-class WorkerTotals:
-    permits: RunTotals = field(default_factory=RunTotals)
-    shipments: DispatchTotals = field(default_factory=DispatchTotals)
-    alerts_sent: int = 0
-    requeued: int = 0
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.permits.dead_letters or self.shipments.failed or self.shipments.dead)
+HOUSEKEEPING_SECONDS = 30.0
+PIPELINES = ("permits", "shipments")
+CHANNELS = {
+    "permits": ("etl_process_ended",),
+    # the ERP's triggers recorded changes; jobs became pending (assignment, requeue, a re-map)
+    "shipments": ("delivery_erp_changed", "delivery_job_pending"),
+}
 
 
 def enabled_pipelines() -> list[str]:
     """PGFERRY_PIPELINES: which pipelines this worker runs (default both)."""
-    names = os.environ.get("PGFERRY_PIPELINES", "permits,shipments")
+    names = os.environ.get("PGFERRY_PIPELINES", ",".join(PIPELINES))
     return [name.strip() for name in names.split(",") if name.strip()]
 
 
-def run_worker(database_url: str, console: Console, *, loop: bool = False) -> int:
-    pipelines = enabled_pipelines()
-    alerts = load(AlertSettings)
-    permit_settings = load(PermitSettings) if "permits" in pipelines else None
-    uploader = make_uploader() if "permits" in pipelines else None
-    client = make_client(load(DetrackSettings)) if "shipments" in pipelines else None
-    shipment_settings = load(ShipmentSettings) if "shipments" in pipelines else None
-    worker = make_worker_id()
-    totals = WorkerTotals()
-    dead_letters: list[DeadLetter] = []
-    failed_jobs: list[FailedJob] = []
-    with (
-        stop_requested(database_url, worker) as stop,
-        psycopg.connect(database_url, autocommit=True) as connection,
-    ):
-        consumer = (
-            PermitConsumer(PermitStore(connection), uploader, permit_settings, worker, stop)
-            if uploader
-            else None
+@dataclass
+class PipelineRun:
+    """One pipeline inside the worker: its own connection, its consumer or dispatcher, its
+    totals."""
+
+    name: str
+    connection: psycopg.Connection
+    part: PermitConsumer | ShipmentDispatcher
+    totals: RunTotals | DispatchTotals
+    lost_database: psycopg.OperationalError | None = None
+    backoff: PollBackoff = field(default_factory=lambda: PollBackoff(1.0, 60.0))
+
+    def cycle(self) -> bool:
+        """Drain once; True when work was found."""
+        if isinstance(self.part, PermitConsumer):
+            found = self.part.drain(wait_for_leases=False)
+            accumulate(self.totals, found)
+            return bool(found.claimed)
+        found = self.part.drain()
+        accumulate(self.totals, found)
+        return bool(found.erp_synced or found.sent or found.statuses)
+
+    def reconnect(self) -> None:
+        """A fresh connection for the drains (the old one was lost)."""
+        fresh = psycopg.connect(self.connection.info.dsn, autocommit=True)
+        self.connection.close()
+        self.connection = self.part.store.connection = fresh
+
+    def close(self) -> None:
+        self.part.close()
+        self.connection.close()
+
+
+def run_worker(
+    database_url: str,
+    console: Console,
+    *,
+    loop: bool = False,
+    pipelines: list[str] | None = None,
+) -> int:
+    """Run the pipelines (both unless told); the exit code of harness.outcome."""
+    names = pipelines or enabled_pipelines()
+    unknown = sorted(set(names) - set(PIPELINES))
+    if unknown:
+        from harness.settings import ConfigurationError
+
+        raise ConfigurationError(
+            f"PGFERRY_PIPELINES names unknown pipeline(s) {', '.join(unknown)};"
+            f" use {' or '.join(PIPELINES)} (comma-separated)"
         )
-        dispatcher = (
-            ShipmentDispatcher(
-                ShipmentStore(connection),
-                client,
-                dispatch_settings(shipment_settings),
+    builders = _builders(database_url, names)  # configuration errors surface here
+    alerts = load(AlertSettings)
+    worker = make_worker_id()
+    with stop_requested(database_url, worker) as stop:
+        try:
+            runs = [build(worker, stop) for build in builders]
+        except psycopg.OperationalError as error:
+            return _report(console, [], database_unreachable(error))
+        try:
+            _run_side_by_side(runs, database_url, stop, loop, alerts)
+            outcome = _assess(runs)
+        finally:
+            for run in runs:
+                run.close()
+    return _report(console, runs, outcome)
+
+
+def _builders(
+    database_url: str, names: list[str]
+) -> list[Callable[[str, threading.Event], PipelineRun]]:
+    """Read every setting first (a bad one is exit 2 before anything starts)."""
+    builders = []
+    if "permits" in names:
+        permit_settings, uploader = load(PermitSettings), make_uploader()
+
+        def permits(worker: str, stop: threading.Event) -> PipelineRun:
+            connection = psycopg.connect(database_url, autocommit=True)
+            consumer = PermitConsumer(
+                PermitStore(connection),
+                uploader,
+                permit_settings,
                 worker,
                 stop,
+                connect=connector(database_url),
             )
-            if client
-            else None
-        )
-        last_requeue = 0.0
+            return PipelineRun("permits", connection, consumer, RunTotals())
 
-        def cycle() -> bool:
-            nonlocal last_requeue
-            permits = consumer.drain(wait_for_leases=not loop) if consumer else RunTotals()
-            shipments = dispatcher.drain() if dispatcher else DispatchTotals()
-            accumulate(totals.permits, permits)
-            accumulate(totals.shipments, shipments)
-            last_requeue = _housekeeping(connection, alerts, totals, last_requeue)
-            return bool(
-                permits.claimed or shipments.erp_synced or shipments.sent or shipments.statuses
+        builders.append(permits)
+    if "shipments" in names:
+        detrack, shipment_settings = load(DetrackSettings), load(ShipmentSettings)
+
+        def shipments(worker: str, stop: threading.Event) -> PipelineRun:
+            connection = psycopg.connect(database_url, autocommit=True)
+            dispatcher = build_dispatcher(
+                database_url, connection, worker, stop, detrack, shipment_settings
             )
+            return PipelineRun("shipments", connection, dispatcher, DispatchTotals())
 
-        try:
-            if loop:
-                run_until_stopped(database_url, CHANNELS, stop, cycle)
-            else:
-                cycle()
-        finally:
-            for part in (consumer, dispatcher):
-                if part:
-                    part.close()
-        if totals.permits.dead_letters:
-            dead_letters = PermitStore(connection).dead_letters()
-        if totals.shipments.failed or totals.shipments.dead:
-            failed_jobs = ShipmentStore(connection).failed_jobs()
-    console.print(
-        f"permits: moved {totals.permits.moved}, duplicates {totals.permits.duplicates},"
-        f" dead letters {totals.permits.dead_letters}; shipments: ERP shipments checked"
-        f" {totals.shipments.erp_synced}, sent {totals.shipments.sent},"
-        f" synced {totals.shipments.synced}, failed {totals.shipments.failed},"
-        f" dead {totals.shipments.dead}; alerts mailed {totals.alerts_sent};"
-        f" dead letters requeued {totals.requeued}"
-    )
-    if dead_letters:
-        print_dead_letters(console, dead_letters)
-    if failed_jobs:
-        print_failed_jobs(console, failed_jobs)
-    return 1 if totals.failed else 0
+        builders.append(shipments)
+    return builders
 
 
-def _housekeeping(
-    connection: psycopg.Connection,
+def _run_side_by_side(
+    runs: list[PipelineRun],
+    database_url: str,
+    stop: threading.Event,
+    loop: bool,
     alerts: AlertSettings,
-    totals: WorkerTotals,
-    last_requeue: float,
-) -> float:
+) -> None:
+    threads = [
+        threading.Thread(
+            target=_run_pipeline, args=(run, database_url, stop, loop), name=f"pgferry-{run.name}"
+        )
+        for run in runs
+    ]
+    for thread in threads:
+        thread.start()
+    housekeeper = Housekeeper(database_url, alerts, [r.name for r in runs])
+    if loop:
+        while not stop.wait(HOUSEKEEPING_SECONDS):
+            housekeeper.run_guarded()
+    for thread in threads:
+        thread.join()
+    housekeeper.run_guarded()
+    housekeeper.close()
+
+
+def _run_pipeline(run: PipelineRun, database_url: str, stop: threading.Event, loop: bool) -> None:
+    if not loop:
+        try:
+            run.cycle()
+        except psycopg.OperationalError as error:
+            run.lost_database = error
+        return
+    run_until_stopped(database_url, CHANNELS[run.name], stop, lambda: _cycle_surviving(run, stop))
+
+
+def _cycle_surviving(run: PipelineRun, stop: threading.Event) -> bool:
+    """A loop cycle that outlives the database going away: log, wait, reconnect."""
+    try:
+        found = run.cycle()
+    except psycopg.OperationalError as error:
+        delay = run.backoff.next_delay()
+        log.warning(
+            "database unreachable; retrying",
+            extra={"pipeline": run.name, "error": str(error).strip(), "retry_in": delay},
+        )
+        stop.wait(delay)
+        with contextlib.suppress(psycopg.OperationalError):  # else the next cycle waits longer
+            run.reconnect()
+            log.info("database reachable again", extra={"pipeline": run.name})
+        return False
+    run.backoff.reset()
+    return found
+
+
+class Housekeeper:
     """Lag alerts, the scheduled requeue of dead letters (every DEAD_LETTER_RETRY_MINUTES, at
     most DEAD_LETTER_RETRY_CAP times per letter), then mail what is queued."""
-    connection.execute(
-        "SELECT * FROM etl.queue_lag_alerts(%s)", [timedelta(minutes=alerts.alert_lag_minutes)]
+
+    def __init__(self, database_url: str, alerts: AlertSettings, pipelines: list[str]) -> None:
+        self.database_url = database_url
+        self.alerts = alerts
+        self.pipelines = pipelines
+        self.sent = 0
+        self.requeued = 0
+        self._last_requeue = float("-inf")
+        self._connection: psycopg.Connection | None = None
+
+    def run_guarded(self) -> None:
+        try:
+            self.run()
+        except psycopg.OperationalError as error:
+            log.warning("housekeeping skipped: database unreachable", extra={"error": str(error)})
+            self.close()
+
+    def run(self) -> None:
+        connection = self._connect()
+        connection.execute(
+            "SELECT * FROM etl.queue_lag_alerts(%s)",
+            [timedelta(minutes=self.alerts.alert_lag_minutes)],
+        )
+        interval = self.alerts.dead_letter_retry_minutes * 60
+        if time.monotonic() - self._last_requeue >= interval:
+            rows = connection.execute(
+                "SELECT * FROM etl.auto_requeue_dead_letters(%s, %s)",
+                [self.alerts.dead_letter_retry_cap, timedelta(seconds=interval)],
+            ).fetchall()
+            self.requeued += sum(count for _, count in rows)
+            self._last_requeue = time.monotonic()
+        self.sent += send_pending_alerts(connection, self.alerts).sent
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _connect(self) -> psycopg.Connection:
+        if self._connection is None or self._connection.closed:
+            self._connection = psycopg.connect(self.database_url, autocommit=True)
+        return self._connection
+
+
+def _assess(runs: list[PipelineRun]) -> Outcome:
+    outcome = Outcome()
+    for run in runs:
+        if run.lost_database:
+            outcome.merge(database_unreachable(run.lost_database))
+            continue
+        try:
+            if isinstance(run.totals, RunTotals):
+                outcome.merge(permit_outcome(run.connection, run.totals.upload_failures))
+            else:
+                outcome.merge(shipment_outcome(run.connection, run.totals.retrying))
+        except psycopg.OperationalError as error:
+            outcome.merge(database_unreachable(error))
+    return outcome
+
+
+def _report(console: Console, runs: list[PipelineRun], outcome: Outcome) -> int:
+    for run in runs:
+        console.print(_summary(run), markup=False)
+    for line in outcome.lines:
+        console.print(line, markup=False)
+    return outcome.code
+
+
+def _summary(run: PipelineRun) -> str:
+    totals = run.totals
+    if isinstance(totals, RunTotals):
+        consumed = ", ".join(map(str, totals.processes_consumed)) or "none"
+        return (
+            f"permits: claimed {totals.claimed}, moved {totals.moved},"
+            f" duplicates {totals.duplicates}, rejected {totals.rejected}, dead {totals.dead},"
+            f" upload failures {totals.upload_failures}, lease lost {totals.lease_lost},"
+            f" stranded rows purged {totals.purged}; processes consumed: {consumed}"
+        )
+    return (
+        f"shipments: ERP shipments checked {totals.erp_synced}; jobs sent {totals.sent}"
+        f" in {totals.calls} call(s): synced {totals.synced}, refused {totals.failed},"
+        f" retrying {totals.retrying}, dead {totals.dead}; given back {totals.released},"
+        f" lease lost {totals.lease_lost}; newly assigned {totals.assigned},"
+        f" delivery statuses updated {totals.statuses}"
     )
-    now = time.monotonic()
-    interval = alerts.dead_letter_retry_minutes * 60
-    if now - last_requeue >= interval:
-        rows = connection.execute(
-            "SELECT * FROM etl.auto_requeue_dead_letters(%s, %s)",
-            [alerts.dead_letter_retry_cap, timedelta(seconds=interval)],
-        ).fetchall()
-        totals.requeued += sum(count for _, count in rows)
-        last_requeue = now
-    totals.alerts_sent += send_pending_alerts(connection, alerts).sent
-    return last_requeue

@@ -158,7 +158,7 @@ def test_the_long_running_worker_survives_losing_its_listen_connections(
             " FOR EACH STATEMENT EXECUTE FUNCTION notify_sent()"
         )
         conn.execute("LISTEN test_sent")
-        worker = start_harness(env, "run", "shipments", "--loop")
+        worker = start_harness(env, "run", "--loop")
         try:
             eventually(lambda: alive(worker) and len(listening(conn, LISTENERS)) == 2)
             before = listening(conn, LISTENERS)
@@ -201,3 +201,17 @@ def test_erp_and_loader_wakeups_go_through_etl_notify(conn: psycopg.Connection) 
     conn.execute("SELECT etl.end_process(%s, 'succeeded', 0)", [process_id])
     channels = [n.channel for n in conn.notifies(timeout=30, stop_after=2)]
     assert channels == ["delivery_erp_changed", "etl_process_ended"]
+
+
+def test_no_trigger_or_loader_routine_calls_pg_notify_directly(conn: psycopg.Connection) -> None:
+    """A full queue (8 GB) cannot be produced here: check instead that every routine whose
+    COMMIT belongs to the ERP or the loader wakes the workers through etl.notify."""
+    offenders = conn.execute(
+        "SELECT p.oid::regprocedure::text FROM pg_proc AS p"
+        " WHERE p.pronamespace::regnamespace::text IN ('etl', 'erp', 'delivery', 'permit', 'tps')"
+        " AND p.prosrc LIKE '%%pg_notify(%%'"
+        " AND (p.prorettype = 'trigger'::regtype"
+        "      OR has_function_privilege('pgferry_loader', p.oid, 'EXECUTE')"
+        "      OR p.oid IN ('delivery.record_erp_change'::regproc, 'delivery.upsert_jobs'::regproc))"
+    ).fetchall()
+    assert offenders == []

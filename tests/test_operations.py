@@ -314,10 +314,11 @@ def test_harness_run_drives_both_pipelines_and_mails_alerts(
     finally:
         server.stop()
     assert result.returncode == 1, result.stderr  # the empty PDF is a dead letter
-    assert (
-        "permits: moved 5, duplicates 0, dead letters 1; shipments: ERP shipments checked 4,"
-        " sent 4, synced 4" in result.stderr
+    assert "permits: claimed 6, moved 5, duplicates 0, rejected 1, dead 0" in result.stderr
+    assert "shipments: ERP shipments checked 4; jobs sent 4 in 1 call(s): synced 4" in (
+        result.stderr
     )
+    assert "permits: 1 dead letter(s)" in result.stderr
     assert [b"dead-lettered" in m for _, m in inbox.messages] == [True]
 
 
@@ -346,4 +347,6 @@ def test_the_long_running_worker_wakes_on_new_shipments_and_stops_on_cancel(
         assert run_harness(env, "cancel").returncode == 0
         assert worker.wait(timeout=60) == 0
     assert len(fake.jobs()) == 2
-    assert "shipments: ERP shipments checked 2, sent 2, synced 2" in worker.stderr.read()
+    assert "shipments: ERP shipments checked 2; jobs sent 2 in 2 call(s): synced 2" in (
+        worker.stderr.read()
+    )

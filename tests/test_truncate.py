@@ -85,9 +85,7 @@ def test_a_truncate_never_fails_because_of_pgferry(conn: psycopg.Connection) -> 
     )
     sync(conn)
     # recording a change now fails inside the triggers
-    conn.execute(
-        "ALTER TABLE delivery.erp_change ADD CONSTRAINT refuse CHECK (shipment_count < 0)"
-    )
+    conn.execute("ALTER TABLE delivery.erp_change ADD CONSTRAINT refuse CHECK (shipment_count < 0)")
 
     conn.execute("TRUNCATE erp.shipment, erp.package")
 

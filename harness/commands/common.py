@@ -13,10 +13,11 @@ from harness.settings import ConfigurationError, database_url
 
 T = TypeVar("T")
 
-# Exit codes a scheduler can act on.
+# Exit codes a scheduler can act on (harness.outcome has the table for `harness run`).
 EXIT_OK = 0
 EXIT_PROBLEM = 1  # the job ran and found a problem: drift, dead letters, failed items
 EXIT_CONFIG = 2  # configuration or usage error: fix the settings, rerunning will not help
+EXIT_UNREACHABLE = 3  # the database or a destination could not be reached: work waits
 
 # soft_wrap: long lines stay whole in logs and pipes; 120 columns when not on a terminal
 console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 120)

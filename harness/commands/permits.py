@@ -27,14 +27,15 @@ def run_permits(
 ) -> None:
     """Move staged permits of completed loader runs into the permit tables and S3.
 
-    Exit 0 when every permit was handled, 1 when dead letters remain (listed), 2 on bad
-    configuration.
+    Exit 0 when every permit due was handled, 1 when dead letters exist (listed, whichever run
+    made them), 2 on bad configuration, 3 when S3 or the database could not be reached and
+    permits wait.
     """
-    from harness.permits.service import run_permits as run
+    from harness.worker import run_worker
 
     url = require_database_url()
     logs.configure()
-    raise typer.Exit(configured(lambda: run(url, console, loop=loop)))
+    raise typer.Exit(configured(lambda: run_worker(url, console, loop=loop, pipelines=["permits"])))
 
 
 @permits_app.command("dead")

@@ -18,11 +18,14 @@ def run_shipments(
 ) -> None:
     """Send pending shipment jobs to DeTrack, assign vehicles, read delivery statuses back.
 
-    Exit 0 when every job went through, 1 when DeTrack refused jobs or they ran out of
-    attempts (listed), 2 on bad configuration (e.g. no DETRACK_API_KEY).
+    Exit 0 when every job due went through, 1 when refused or dead jobs exist (listed, whichever
+    run made them), 2 on bad configuration (e.g. no DETRACK_API_KEY), 3 when DeTrack or the
+    database could not be reached and jobs wait.
     """
-    from harness.shipments.service import run_shipments as run
+    from harness.worker import run_worker
 
     url = require_database_url()
     logs.configure()
-    raise typer.Exit(configured(lambda: run(url, console, loop=loop)))
+    raise typer.Exit(
+        configured(lambda: run_worker(url, console, loop=loop, pipelines=["shipments"]))
+    )

@@ -95,14 +95,12 @@ class ShipmentStore:
             "SELECT delivery.record_statuses(%s, %s)", [Jsonb(statuses), polled]
         ).fetchone()[0]
 
-    def failed_jobs(self, since: datetime | None = None) -> list[FailedJob]:
-        """Jobs DeTrack refused or that ran out of attempts (those settled after ``since``)."""
+    def failed_jobs(self) -> list[FailedJob]:
+        """Jobs DeTrack refused or that ran out of attempts, whichever run made them."""
         with self.connection.cursor(row_factory=class_row(FailedJob)) as cursor:
             return cursor.execute(
                 "SELECT job_id, shipment_number, sync_state, last_status, last_error"
-                " FROM delivery.job WHERE sync_state IN ('failed', 'dead')"
-                " AND updated_at >= coalesce(%s, '-infinity') ORDER BY job_id",
-                [since],
+                " FROM delivery.job WHERE sync_state IN ('failed', 'dead') ORDER BY job_id"
             ).fetchall()
 
     def now(self) -> datetime:

@@ -1,0 +1,104 @@
+"""What a `harness run` tells its scheduler: one exit code, and the lines that explain it.
+
+| code | meaning |
+| ---- | ------- |
+| 0 | everything due was handled |
+| 1 | dead letters or refused jobs exist, whichever run made them (listed); wins over 3 |
+| 2 | configuration or usage error |
+| 3 | a destination (S3, DeTrack) or the database could not be reached and work waits (named) |
+
+Dead letters need a person whatever else happened, so 1 wins over 3; 3 then says only that a
+rerun later is likely to succeed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import psycopg
+
+EXIT_OK, EXIT_PROBLEM, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+PERMITS_WAITING_SQL = """
+SELECT count(*) FILTER (WHERE s.state = 'pending' AND s.attempts > 0),
+       min(s.next_attempt_at) FILTER (WHERE s.state = 'pending' AND s.attempts > 0)
+  FROM tps.staged_permit AS s
+"""
+JOBS_WAITING_SQL = """
+SELECT count(*), min(next_attempt_at)
+  FROM delivery.job WHERE sync_state = 'pending' AND attempts > 0
+"""
+
+
+@dataclass
+class Outcome:
+    code: int = EXIT_OK
+    lines: list[str] = field(default_factory=list)
+
+    def add(self, code: int, *lines: str) -> None:
+        """Record a finding; the exit code is the most serious one (1 before 3 before 0)."""
+        self.lines += lines
+        if code == EXIT_PROBLEM or (code == EXIT_UNREACHABLE and self.code == EXIT_OK):
+            self.code = code
+
+    def merge(self, other: Outcome) -> Outcome:
+        self.add(other.code, *other.lines)
+        return self
+
+
+def database_unreachable(error: psycopg.OperationalError) -> Outcome:
+    outcome = Outcome()
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    outcome.add(
+        EXIT_UNREACHABLE,
+        f"database unreachable ({first_line}); the work waits in the database: run again later",
+    )
+    return outcome
+
+
+def permit_outcome(connection: psycopg.Connection, upload_failures: int) -> Outcome:
+    """Dead letters (all of them), and permits that wait for a retry after failed uploads."""
+    from harness.permits.store import PermitStore
+
+    outcome = Outcome()
+    dead = PermitStore(connection).dead_letters()
+    if dead:
+        lines = [f"permits: {len(dead)} dead letter(s); requeue with `harness retry`:"]
+        lines += [
+            f"  staged row {d.staged_permit_id} permit {d.permit_number}"
+            f" generation {d.permit_generation}: {d.last_error}"
+            for d in dead[:20]
+        ]
+        outcome.add(EXIT_PROBLEM, *lines)
+    waiting, next_try = connection.execute(PERMITS_WAITING_SQL).fetchone()
+    if upload_failures and waiting:
+        outcome.add(
+            EXIT_UNREACHABLE,
+            f"permits: S3 uploads failed; {waiting} permit(s) wait for a retry"
+            f" (next at {next_try:%Y-%m-%d %H:%M:%S %Z})",
+        )
+    return outcome
+
+
+def shipment_outcome(connection: psycopg.Connection, retrying: int) -> Outcome:
+    """Refused or dead jobs (all of them), and jobs that wait for a retry after DeTrack failed."""
+    from harness.shipments.store import ShipmentStore
+
+    outcome = Outcome()
+    failed = ShipmentStore(connection).failed_jobs()
+    if failed:
+        lines = ["shipments: jobs DeTrack refused or that ran out of attempts:"]
+        lines += [
+            f"  job {job.job_id} (shipment {job.shipment_number}): {job.sync_state},"
+            f" HTTP {job.last_status}: {job.last_error}"
+            for job in failed[:20]
+        ]
+        outcome.add(EXIT_PROBLEM, *lines)
+    waiting, next_try = connection.execute(JOBS_WAITING_SQL).fetchone()
+    if retrying and waiting:
+        outcome.add(
+            EXIT_UNREACHABLE,
+            f"shipments: DeTrack calls failed; {waiting} job(s) wait for a retry"
+            f" (next at {next_try:%Y-%m-%d %H:%M:%S %Z})",
+        )
+    return outcome
