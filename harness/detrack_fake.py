@@ -636,6 +636,12 @@ class DetrackFake:
         with self._lock:
             return self._store.created[(do_number, date)]
 
+    def creates(self) -> dict[tuple[str, str], int]:
+        """Successful creates per (do_number, date) ever made: a key created twice means a
+        duplicate delivery, unless the job was deleted in between."""
+        with self._lock:
+            return dict(self._store.created)
+
     def requests(self) -> list[RecordedRequest]:
         with self._lock:
             return list(self._requests)

@@ -45,12 +45,13 @@ SELECT count(*) FROM tps.staged_permit s JOIN etl.process p USING (process_id)
             AND (p.status = 'running' OR (p.status = 'succeeded' AND p.consumed_at IS NULL)))
 """
 
-# the backlog counts ERP changes not yet copied (delivery.erp_change) and jobs not yet sent
+# the backlog counts ERP changes not yet copied (delivery.erp_change) and jobs not yet sent; the
+# lag runs from when the oldest first became due (a failed attempt does not reset it)
 SHIPMENT_QUEUE_SQL = """
 SELECT j.pending + c.waiting, j.failed, extract(epoch FROM now() - least(j.since, c.since))
   FROM (SELECT count(*) FILTER (WHERE sync_state = 'pending') AS pending,
                count(*) FILTER (WHERE sync_state IN ('failed', 'dead')) AS failed,
-               min(updated_at) FILTER (WHERE sync_state = 'pending') AS since
+               min(due_since) FILTER (WHERE sync_state = 'pending') AS since
           FROM delivery.job) AS j,
        (SELECT coalesce(sum(shipment_count - taken), 0) AS waiting, min(queued_at) AS since
           FROM delivery.erp_change) AS c

@@ -253,7 +253,7 @@ def test_lag_alerts_are_queued_once_per_quiet_period(conn: psycopg.Connection) -
     assert subject.startswith("pgferry: shipments is behind (oldest item waiting 02:00:0")
 
     sync(conn)  # copied: now a job waits to be sent
-    conn.execute("UPDATE delivery.job SET updated_at = now() - interval '3 hours'")
+    conn.execute("UPDATE delivery.job SET due_since = now() - interval '3 hours'")
     conn.execute("UPDATE etl.alert SET created_at = now() - interval '2 hours'")
     assert conn.execute("SELECT * FROM etl.queue_lag_alerts('1 hour')").fetchall() == [
         ("shipments",)

@@ -19,6 +19,7 @@ from harness.shipments.dispatcher import ShipmentDispatcher
 from harness.shipments.limiter import SharedLimiter
 from harness.shipments.service import connector
 from harness.shipments.store import ShipmentStore
+from harness.status import read_status
 from tests.pg import connect
 from tests.shipment_support import (
     API_KEY,
@@ -305,3 +306,33 @@ def test_a_claim_never_waits_for_rows_another_claim_is_taking(db_url: str) -> No
         assert len(held) == 2
         assert {job.job_id for job in other}.isdisjoint(job.job_id for job in held)
         assert len(other) == 2
+
+
+def test_lag_counts_from_when_a_job_first_became_due_not_from_its_last_attempt(
+    conn: psycopg.Connection,
+) -> None:
+    """During a DeTrack outage every failed attempt rewrites the job; the lag must still show
+    how long it has waited, and the lag alert must fire."""
+    insert_shipments(conn, [shipment()])
+    sync(conn)
+    conn.execute("UPDATE delivery.job SET due_since = due_since - interval '5 hours'")
+    outage = FakeOutage()
+    make_dispatcher(conn, outage, max_retries=0, settings=PATIENT).drain()  # one failed attempt
+    assert conn.execute("SELECT attempts FROM delivery.job").fetchone() == (1,)
+
+    status = read_status(conn)
+    lag = next(p.lag_seconds for p in status.pipelines if p.name == "shipments")
+    assert lag > 5 * 3600
+    alerted = conn.execute("SELECT * FROM etl.queue_lag_alerts(interval '1 hour')").fetchall()
+    assert alerted == [("shipments",)]
+
+
+class FakeOutage:
+    """A DeTrack that does not answer: connections to it are refused."""
+
+    def __init__(self) -> None:
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.base_url = f"http://127.0.0.1:{probe.getsockname()[1]}/api/v2"

@@ -29,7 +29,7 @@ BEGIN
      WHERE j.job_id = m.job_id AND m.vehicle IS NOT NULL;
     GET DIAGNOSTICS v_assigned = ROW_COUNT;
     IF v_assigned > 0 THEN
-        PERFORM pg_notify('delivery_job_pending', v_assigned::text);
+        PERFORM etl.notify('delivery_job_pending', v_assigned::text);
     END IF;
     RETURN v_assigned;
 END

@@ -8,17 +8,9 @@ LANGUAGE sql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $function$
-    WITH oldest (pipeline, waiting_since, waiting) AS (
-        SELECT 'permits', min(s.staged_at), count(*)
-          FROM tps.staged_permit AS s JOIN etl.process AS p USING (process_id)
-         WHERE p.status = 'succeeded' AND s.state <> 'dead'
-        UNION ALL
-        -- ERP changes not yet copied wait too (the worker is down, or far behind)
-        SELECT 'shipments', least(j.since, c.since), j.waiting + c.waiting
-          FROM (SELECT min(updated_at) AS since, count(*) AS waiting
-                  FROM delivery.job WHERE sync_state = 'pending') AS j,
-               (SELECT min(queued_at) AS since, coalesce(sum(shipment_count - taken), 0) AS waiting
-                  FROM delivery.erp_change) AS c
+    WITH oldest AS (
+        -- what waits and since when it is due (etl.backlog, the same numbers as status shows)
+        SELECT b.pipeline, b.waiting_since, b.waiting FROM etl.backlog AS b WHERE b.waiting > 0
     ), lagging AS (
         SELECT o.* FROM oldest AS o
          WHERE o.waiting_since < now() - p_threshold

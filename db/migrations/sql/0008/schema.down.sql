@@ -1,5 +1,7 @@
 -- pgferry 0008 down (runs after the routines of 0007 are restored).
 
+DROP VIEW etl.backlog;
+
 -- == operations ==============================================================================
 ALTER TABLE etl.alert DROP COLUMN claimed_until;
 

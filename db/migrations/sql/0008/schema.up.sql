@@ -80,3 +80,22 @@ DROP FUNCTION permit.record_failures(text, jsonb, integer, interval, interval);
 -- leased alert, and a crashed sender's alert is sent by the next one after the lease.
 ALTER TABLE etl.alert ADD COLUMN claimed_until timestamptz;
 GRANT UPDATE (claimed_until) ON etl.alert TO pgferry_worker;
+
+-- == shared: the backlog (after the columns it reads) ===========================================
+-- One statement of what waits, per pipeline, and since when: `harness status` and the lag
+-- alerts (etl.queue_lag_alerts) read it. Shipments wait as ERP changes not yet copied and as
+-- pending jobs, each since it first became due (delivery.job.due_since): a failed attempt does
+-- not make a job look fresh.
+CREATE VIEW etl.backlog (pipeline, waiting, waiting_since) AS
+SELECT 'permits', count(*), min(s.staged_at)
+  FROM tps.staged_permit AS s JOIN etl.process AS p USING (process_id)
+ WHERE p.status = 'succeeded' AND p.consumed_at IS NULL AND s.state <> 'dead'
+UNION ALL
+SELECT 'shipments', j.waiting + c.waiting, least(j.since, c.since)
+  FROM (SELECT count(*) AS waiting, min(due_since) AS since
+          FROM delivery.job WHERE sync_state = 'pending') AS j,
+       (SELECT coalesce(sum(shipment_count - taken), 0) AS waiting, min(queued_at) AS since
+          FROM delivery.erp_change) AS c;
+COMMENT ON VIEW etl.backlog IS 'Items waiting per pipeline and the oldest one''s due time';
+GRANT SELECT ON etl.backlog TO pgferry_worker, pgferry_owner;
+

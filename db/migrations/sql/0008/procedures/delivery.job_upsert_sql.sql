@@ -44,7 +44,8 @@ AS $function$
                        'notify_email', s.ship_email,
                        'instructions', s.ship_instructions,
                        'tracking_number', s.shipment_number::text,
-                       'items', i.items)) AS payload,
+                       -- no package left: an empty list, so DeTrack's merge drops the old ones
+                       'items', coalesce(i.items, '[]'::jsonb))) AS payload,
                    v.vehicle AS rule_vehicle,
                    CASE WHEN s.deleted_at IS NULL THEN 'present' ELSE 'absent' END AS desired
               FROM %1$s AS s

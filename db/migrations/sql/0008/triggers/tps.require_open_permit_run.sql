@@ -17,7 +17,6 @@ AS $function$
 DECLARE
     v_process etl.process;
 BEGIN
-    RETURN NULL;
     FOR v_process IN
         SELECT p.*
           FROM etl.process AS p
