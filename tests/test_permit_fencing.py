@@ -165,12 +165,12 @@ def test_a_late_failure_under_a_lost_claim_is_not_recorded(
 def test_a_heartbeat_keeps_a_slow_batch_leased_past_its_first_expiry(
     db_url: str, s3_endpoint: str, bucket: str
 ) -> None:
-    """The lease (1 s) is shorter than the upload: the heartbeat extends it, nobody takes the
+    """The lease (2 s) is shorter than the upload: the heartbeat extends it, nobody takes the
     permits over, and they move once."""
     permits = numbered(5)
     with connect(db_url) as conn_a, connect(db_url) as conn_b:
         load_run(conn_b, permits)
-        a = make_consumer(conn_a, s3_endpoint, bucket, "slow", lease_seconds=1)
+        a = make_consumer(conn_a, s3_endpoint, bucket, "slow", lease_seconds=2)
         on_the_wire = Gate(a.uploader.client, "before-send.s3.PutObject")
         start_recording(s3_endpoint)
         thread, outcome = in_thread(lambda: a.drain(wait_for_leases=False))

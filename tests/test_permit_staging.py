@@ -159,7 +159,7 @@ def test_a_permit_that_crashes_its_worker_is_a_dead_letter_after_max_claims(
     with connect(db_url) as conn:
         load_run(conn, [poison])
     env = worker_env(db_url, s3_endpoint, bucket, lease_seconds=1, max_claims=2)
-    crashing = {**env, "PGFERRY_FAILPOINTS": "after_claim=1"}
+    crashing = {**env, "PGFERRY_FAILPOINTS": "after_claim=1"}  # short leases: quick restarts
 
     for _ in range(2):
         crashed = run_harness(crashing, "run", "permits")
@@ -186,7 +186,7 @@ def test_a_permit_that_crashes_its_worker_is_a_dead_letter_after_max_claims(
             )
         ]
         assert PermitStore(conn).requeue_dead() == [1]  # fixed: requeued with its count reset
-    moved = run_harness(env, "run", "permits")
+    moved = run_harness(worker_env(db_url, s3_endpoint, bucket), "run", "permits")
     assert moved.returncode == 0, moved.stderr
     with connect(db_url) as conn:
         assert_each_permit_moved_once(conn, s3_endpoint, bucket, [poison])

@@ -336,3 +336,29 @@ class FakeOutage:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.base_url = f"http://127.0.0.1:{probe.getsockname()[1]}/api/v2"
+
+
+def test_a_stop_ends_a_retry_after_wait_at_once_and_counts_no_attempt(
+    conn: psycopg.Connection, fake: DetrackFake
+) -> None:
+    """SIGTERM (or `harness cancel`) during a 60 s Retry-After: the call is given back at once,
+    not after the wait, and the job keeps its attempt count."""
+    row = shipment()
+    insert_shipments(conn, [row])
+    fake.inject(Fault(status=503, retry_after="60"), path_prefix="/dn/jobs/bulk")
+    stop = threading.Event()
+    patient = replace(FAST_DISPATCH, lease_seconds=300)
+    dispatcher = make_dispatcher(conn, fake, stop=stop, settings=patient, timeout=5)
+    finished = threading.Event()
+    thread = threading.Thread(target=lambda: (dispatcher.drain(), finished.set()))
+    started = time.monotonic()
+    thread.start()
+    until(lambda: any(r.status == 503 for r in fake.requests()))
+    stop.set()
+    assert finished.wait(10)
+    thread.join()
+    dispatcher.close()
+    assert time.monotonic() - started < 30
+    job = job_row(conn, row["shipment_number"])
+    assert (job["sync_state"], job["attempts"], job["lease_expires_at"]) == ("pending", 0, None)
+    assert len([r for r in fake.requests() if r.path.endswith("/bulk")]) == 1

@@ -29,9 +29,18 @@ from tests.shipment_support import (
     sync,
 )
 
-STEPS = 30
+STEPS = 40
 SHIPMENTS = 20
-SETTINGS = replace(FAST_DISPATCH, lease_seconds=1.0, max_attempts=1000, claim_size=7)
+# a failed job waits an hour (until a "time passes" step), so edits and moves meet jobs whose
+# create may or may not have reached DeTrack
+SETTINGS = replace(
+    FAST_DISPATCH,
+    lease_seconds=1.0,
+    max_attempts=1000,
+    claim_size=7,
+    retry_base_seconds=3600,
+    retry_cap_seconds=3600,
+)
 FAULTS = [
     Fault(status=500, handle_first=True),  # acted, answer lost
     Fault(status=200, handle_first=True, delay=0.5),  # acted, answer later than the timeout
@@ -46,7 +55,7 @@ ROUTES = ["/dn/jobs/bulk", "/dn/jobs", "/dn/jobs/show"]
 def seeds() -> list[int]:
     if replay := os.environ.get("PGFERRY_SCHEDULE_SEED"):
         return [int(replay)]
-    return [1, 2, 3, random.SystemRandom().randrange(10**9)]
+    return [*range(1, 17), random.SystemRandom().randrange(10**9)]
 
 
 class Schedule:
@@ -143,7 +152,7 @@ class Schedule:
             worker=name,
             settings=SETTINGS,
             timeout=0.2,
-            max_retries=self.rng.randint(0, 2),
+            max_retries=self.rng.randint(0, 1),
         )
         try:
             dispatcher.drain()
@@ -174,6 +183,12 @@ class Schedule:
         self.conn.execute(
             "UPDATE delivery.job SET lease_expires_at = now() - interval '1 second'"
             " WHERE lease_expires_at IS NOT NULL"
+        )
+
+    def time_passes(self) -> None:
+        """The hour of backoff is over (no worker is running between steps)."""
+        self.conn.execute(
+            "UPDATE delivery.job SET next_attempt_at = now() WHERE sync_state = 'pending'"
         )
 
     def concurrent(self) -> None:

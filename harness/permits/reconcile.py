@@ -1,5 +1,12 @@
 """Reconcile S3 with the permit tables: objects no document row or staged permit accounts for
-(orphans), documents whose object is missing, and objects whose size differs from the row."""
+(orphans), documents whose object is missing, and objects whose size differs from the row.
+
+Deleting orphans races with re-delivered permits: between reconcile's snapshot and its DELETE, a
+permit whose object is the orphan may be staged, uploaded (412: the object exists with the same
+checksum) and moved, recording a document for an object about to go. So the database decides,
+per key and under a lock the move also takes, which orphans may still be deleted, and tombstones
+them; moves refuse tombstoned keys and upload again afterwards (permit.tombstone_orphans,
+permit.move_batch, permit.clear_tombstones)."""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from harness.permits.store import ClaimedPermit
 from harness.permits.upload import PermitUploader
@@ -64,11 +72,43 @@ def reconcile(
     )
     if delete:
         cutoff = datetime.now(UTC) - min_age
-        for key in result.orphans:
-            if objects[key][1] <= cutoff:
-                client.delete_object(Bucket=uploader.bucket, Key=key)
-                result.deleted.append(key)
+        old = [key for key in result.orphans if objects[key][1] <= cutoff]
+        doomed = _tombstone(connection, uploader, old)
+        result.orphans = [key for key in result.orphans if key in doomed or key not in old]
+        result.deleted = _delete(connection, client, uploader.bucket, doomed)
     return result
+
+
+def _tombstone(
+    connection: psycopg.Connection, uploader: PermitUploader, keys: list[str]
+) -> list[str]:
+    """The keys the database, checking again now, agrees are orphans: tombstoned for deletion."""
+    if not keys:
+        return []
+    orphans = []
+    for key in keys:
+        number, generation = uploader.permit_of(key) or (None, None)
+        orphans.append(
+            {"object_key": key, "permit_number": number, "permit_generation": generation}
+        )
+    rows = connection.execute(
+        "SELECT * FROM permit.tombstone_orphans(%s, %s)", [uploader.bucket, Jsonb(orphans)]
+    ).fetchall()
+    return sorted(row[0] for row in rows)
+
+
+def _delete(connection: psycopg.Connection, client: Any, bucket: str, keys: list[str]) -> list[str]:
+    """Delete the tombstoned objects, then clear their tombstones (also when a delete fails:
+    the object then stays, which a move may use again)."""
+    deleted: list[str] = []
+    try:
+        for key in keys:
+            client.delete_object(Bucket=bucket, Key=key)
+            deleted.append(key)
+    finally:
+        if keys:
+            connection.execute("SELECT permit.clear_tombstones(%s, %s)", [bucket, keys])
+    return deleted
 
 
 def _objects(client: Any, bucket: str, prefix: str) -> dict[str, tuple[int, datetime]]:
