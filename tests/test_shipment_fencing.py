@@ -362,3 +362,33 @@ def test_a_stop_ends_a_retry_after_wait_at_once_and_counts_no_attempt(
     job = job_row(conn, row["shipment_number"])
     assert (job["sync_state"], job["attempts"], job["lease_expires_at"]) == ("pending", 0, None)
     assert len([r for r in fake.requests() if r.path.endswith("/bulk")]) == 1
+
+
+def test_an_erp_edit_keeps_a_failing_jobs_attempts_and_backoff(
+    conn: psycopg.Connection, fake: DetrackFake
+) -> None:
+    """An often-edited shipment during an outage still dead-letters, and its edits do not
+    hammer DeTrack; a job DeTrack refused starts afresh with the new data."""
+    waiting, refused = shipment(), shipment()
+    insert_shipments(conn, [waiting, refused])
+    sync(conn)
+    conn.execute(
+        "UPDATE delivery.job SET attempts = 3, next_attempt_at = now() + interval '1 hour'"
+        " WHERE shipment_number = %s",
+        [waiting["shipment_number"]],
+    )
+    conn.execute(
+        "UPDATE delivery.job SET sync_state = 'failed', attempts = 0 WHERE shipment_number = %s",
+        [refused["shipment_number"]],
+    )
+    before = job_row(conn, waiting["shipment_number"])
+    conn.execute("UPDATE erp.shipment SET ship_city = 'Edited'")
+    sync(conn)
+
+    after = job_row(conn, waiting["shipment_number"])
+    assert (after["attempts"], after["next_attempt_at"]) == (3, before["next_attempt_at"])
+    assert after["version"] == before["version"] + 1
+    assert after["due_since"] == before["due_since"]
+    again = job_row(conn, refused["shipment_number"])
+    assert (again["sync_state"], again["attempts"]) == ("pending", 0)
+    assert again["next_attempt_at"] <= conn.execute("SELECT now()").fetchone()[0]
