@@ -29,12 +29,15 @@ SELECT p.name,
  ORDER BY p.name
 """
 
-PERMIT_QUEUE_SQL = """
-SELECT count(*) FILTER (WHERE s.state <> 'dead'),
-       count(*) FILTER (WHERE s.state = 'dead'),
-       extract(epoch FROM now() - min(s.staged_at) FILTER (WHERE s.state <> 'dead'))
-  FROM tps.staged_permit s JOIN etl.process p USING (process_id)
- WHERE p.status = 'succeeded' AND p.consumed_at IS NULL
+# what waits and since when it is due: the view the lag alerts read too (etl.backlog)
+BACKLOG_SQL = """
+SELECT pipeline, waiting, extract(epoch FROM now() - waiting_since) FROM etl.backlog
+"""
+
+DEAD_LETTERS_SQL = """
+SELECT 'permits', count(*) FROM tps.staged_permit WHERE state = 'dead'
+UNION ALL
+SELECT 'shipments', count(*) FROM delivery.job WHERE sync_state IN ('failed', 'dead')
 """
 
 # staged permits no consumer will take, shown until permit.purge_stranded removes them: rows of
@@ -43,18 +46,6 @@ STRANDED_PERMITS_SQL = """
 SELECT count(*) FROM tps.staged_permit s JOIN etl.process p USING (process_id)
  WHERE NOT (p.pipeline = 'permits'
             AND (p.status = 'running' OR (p.status = 'succeeded' AND p.consumed_at IS NULL)))
-"""
-
-# the backlog counts ERP changes not yet copied (delivery.erp_change) and jobs not yet sent; the
-# lag runs from when the oldest first became due (a failed attempt does not reset it)
-SHIPMENT_QUEUE_SQL = """
-SELECT j.pending + c.waiting, j.failed, extract(epoch FROM now() - least(j.since, c.since))
-  FROM (SELECT count(*) FILTER (WHERE sync_state = 'pending') AS pending,
-               count(*) FILTER (WHERE sync_state IN ('failed', 'dead')) AS failed,
-               min(due_since) FILTER (WHERE sync_state = 'pending') AS since
-          FROM delivery.job) AS j,
-       (SELECT coalesce(sum(shipment_count - taken), 0) AS waiting, min(queued_at) AS since
-          FROM delivery.erp_change) AS c
 """
 
 ALERTS_SQL = "SELECT count(*) FILTER (WHERE sent_at IS NULL), count(*) FROM etl.alert"
@@ -94,13 +85,11 @@ class Status:
 
 def read_status(connection: psycopg.Connection) -> Status:
     status = Status(pipelines=[PipelineStatus(*row) for row in connection.execute(PIPELINE_SQL)])
-    queues = {
-        "permits": connection.execute(PERMIT_QUEUE_SQL).fetchone(),
-        "shipments": connection.execute(SHIPMENT_QUEUE_SQL).fetchone(),
-    }
+    backlog = {name: (waiting, lag) for name, waiting, lag in connection.execute(BACKLOG_SQL)}
+    dead = dict(connection.execute(DEAD_LETTERS_SQL).fetchall())
     for pipeline in status.pipelines:
-        backlog, dead, lag = queues.get(pipeline.name, (0, 0, None))
-        pipeline.backlog, pipeline.dead_letters = backlog, dead
+        waiting, lag = backlog.get(pipeline.name, (0, None))
+        pipeline.backlog, pipeline.dead_letters = waiting, dead.get(pipeline.name, 0)
         pipeline.lag_seconds = float(lag) if lag is not None else None
         if pipeline.name == "permits":
             pipeline.stranded = connection.execute(STRANDED_PERMITS_SQL).fetchone()[0]

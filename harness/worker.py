@@ -30,7 +30,7 @@ from harness.config import worker_id as make_worker_id
 from harness.lifecycle import stop_requested
 from harness.outcome import Outcome, database_unreachable, permit_outcome, shipment_outcome
 from harness.permits.consumer import PermitConsumer, RunTotals
-from harness.permits.service import make_uploader
+from harness.permits.service import make_uploader, progress_bar
 from harness.permits.store import PermitStore
 from harness.shipments.dispatcher import DispatchTotals, ShipmentDispatcher
 from harness.shipments.service import build_dispatcher, connector
@@ -51,6 +51,9 @@ def enabled_pipelines() -> list[str]:
     """PGFERRY_PIPELINES: which pipelines this worker runs (default both)."""
     names = os.environ.get("PGFERRY_PIPELINES", ",".join(PIPELINES))
     return [name.strip() for name in names.split(",") if name.strip()]
+
+
+OnBatch = Callable[[RunTotals], None]
 
 
 @dataclass
@@ -86,6 +89,9 @@ class PipelineRun:
         self.connection.close()
 
 
+Builder = Callable[[str, threading.Event, OnBatch], PipelineRun]
+
+
 def run_worker(
     database_url: str,
     console: Console,
@@ -106,9 +112,12 @@ def run_worker(
     builders = _builders(database_url, names)  # configuration errors surface here
     alerts = load(AlertSettings)
     worker = make_worker_id()
-    with stop_requested(database_url, worker) as stop:
+    with (
+        stop_requested(database_url, worker) as stop,
+        progress_bar(console, 0) as on_batch,  # moved permits on a terminal, else nothing
+    ):
         try:
-            runs = [build(worker, stop) for build in builders]
+            runs = [build(worker, stop, on_batch) for build in builders]
         except psycopg.OperationalError as error:
             return _report(console, [], database_unreachable(error))
         try:
@@ -120,15 +129,13 @@ def run_worker(
     return _report(console, runs, outcome)
 
 
-def _builders(
-    database_url: str, names: list[str]
-) -> list[Callable[[str, threading.Event], PipelineRun]]:
+def _builders(database_url: str, names: list[str]) -> list[Builder]:
     """Read every setting first (a bad one is exit 2 before anything starts)."""
     builders = []
     if "permits" in names:
         permit_settings, uploader = load(PermitSettings), make_uploader()
 
-        def permits(worker: str, stop: threading.Event) -> PipelineRun:
+        def permits(worker: str, stop: threading.Event, on_batch: OnBatch) -> PipelineRun:
             connection = psycopg.connect(database_url, autocommit=True)
             consumer = PermitConsumer(
                 PermitStore(connection),
@@ -136,6 +143,7 @@ def _builders(
                 permit_settings,
                 worker,
                 stop,
+                on_batch,
                 connect=connector(database_url),
             )
             return PipelineRun("permits", connection, consumer, RunTotals())
@@ -144,7 +152,7 @@ def _builders(
     if "shipments" in names:
         detrack, shipment_settings = load(DetrackSettings), load(ShipmentSettings)
 
-        def shipments(worker: str, stop: threading.Event) -> PipelineRun:
+        def shipments(worker: str, stop: threading.Event, on_batch: OnBatch) -> PipelineRun:
             connection = psycopg.connect(database_url, autocommit=True)
             dispatcher = build_dispatcher(
                 database_url, connection, worker, stop, detrack, shipment_settings

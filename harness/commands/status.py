@@ -43,6 +43,7 @@ def status_table(current: Status) -> Table:
         "backlog",
         "lag",
         "dead letters",
+        "stranded",
     ):
         table.add_column(column)
     for p in current.pipelines:
@@ -61,6 +62,7 @@ def status_table(current: Status) -> Table:
             str(p.backlog),
             _duration(p.lag_seconds),
             str(p.dead_letters),
+            str(p.stranded) if p.name == "permits" else "-",
         )
     return table
 
