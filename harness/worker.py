@@ -68,10 +68,11 @@ class PipelineRun:
     lost_database: psycopg.OperationalError | None = None
     backoff: PollBackoff = field(default_factory=lambda: PollBackoff(1.0, 60.0))
 
-    def cycle(self) -> bool:
-        """Drain once; True when work was found."""
+    def cycle(self, *, once: bool = False) -> bool:
+        """Drain once; True when work was found. A one-off run also waits for permits leased
+        by other (maybe crashed) workers until they are moved or their leases expire."""
         if isinstance(self.part, PermitConsumer):
-            found = self.part.drain(wait_for_leases=False)
+            found = self.part.drain(wait_for_leases=once)
             accumulate(self.totals, found)
             return bool(found.claimed)
         found = self.part.drain()
@@ -191,7 +192,7 @@ def _run_side_by_side(
 def _run_pipeline(run: PipelineRun, database_url: str, stop: threading.Event, loop: bool) -> None:
     if not loop:
         try:
-            run.cycle()
+            run.cycle(once=True)
         except psycopg.OperationalError as error:
             run.lost_database = error
         return
