@@ -44,6 +44,11 @@ class PermitSettings(BaseSettings):
     max_attempts: int = Field(5, ge=1, description="Upload attempts before a dead letter")
     retry_base_seconds: float = Field(30, ge=0, description="First retry delay")
     retry_cap_seconds: float = Field(3600, ge=0, description="Longest retry delay")
+    wait_floor_seconds: float = Field(
+        5,
+        gt=0,
+        description="Shortest wait behind another copy of a permit or a key reconcile deletes",
+    )
     max_claims: int = Field(
         5, ge=1, description="Claims that end in an expired lease before a dead letter"
     )

@@ -30,6 +30,16 @@ import psycopg
 log = logging.getLogger(__name__)
 
 
+def lease_margin(lease_seconds: float) -> float:
+    """Time kept in hand at the end of a lease: a request still in the network, clock rates."""
+    return min(5.0, lease_seconds / 10)
+
+
+def lease_horizon(lease_seconds: float) -> float:
+    """How far ahead a healthy heartbeat (every third of the lease) always keeps a lease."""
+    return lease_seconds * 2 / 3
+
+
 class CallAbandoned(Exception):
     """A call given up before it was sent. ``lease_lost``: the claim may be someone else's now,
     so nothing about it may be recorded; otherwise (a stop, a wait longer than the lease) the
@@ -46,6 +56,7 @@ class CallAbandoned(Exception):
 @dataclass
 class _Held:
     deadline: float  # local monotonic time before which the database's lease certainly holds
+    rows: int  # rows claimed under the token: fewer held means one was lost
     lost: bool = False
 
 
@@ -63,8 +74,7 @@ class LeaseKeeper:
     ) -> None:
         self.pipeline = pipeline
         self.lease_seconds = lease_seconds
-        # time kept in hand at the end of a lease: a request still in the network, clocks
-        self.margin = margin_seconds if margin_seconds is not None else min(5.0, lease_seconds / 10)
+        self.margin = margin_seconds if margin_seconds is not None else lease_margin(lease_seconds)
         self._connect = connect
         self._clock = clock
         self._held: dict[int, _Held] = {}
@@ -108,21 +118,27 @@ class LeaseKeeper:
 
     @property
     def horizon(self) -> float:
-        """How far ahead a healthy heartbeat always keeps a lease: two thirds of it."""
-        return self.lease_seconds * 2 / 3
+        return lease_horizon(self.lease_seconds)
 
     def now(self) -> float:
         return self._clock()
 
-    def track(self, token: int, claimed_at: float) -> None:
-        """A claim under ``token`` was sent at ``claimed_at`` (``now()`` before the statement)."""
+    def track(self, token: int, claimed_at: float, rows: int) -> None:
+        """A claim of ``rows`` rows under ``token`` was sent at ``claimed_at`` (``now()`` before
+        the statement)."""
         with self._lock:
-            self._held[token] = _Held(claimed_at + self.lease_seconds)
+            self._held[token] = _Held(claimed_at + self.lease_seconds, rows)
 
     def release(self, token: int) -> None:
         """The claim's results are recorded (or dropped): stop extending it."""
         with self._lock:
             self._held.pop(token, None)
+
+    def release_all(self) -> None:
+        """A drain ended by an error: extend nothing more, so its leases lapse and another
+        worker takes the rows after them."""
+        with self._lock:
+            self._held.clear()
 
     def lost(self, token: int) -> bool:
         with self._lock:
@@ -169,14 +185,15 @@ class LeaseKeeper:
             )
             self._drop_connection()
             return
-        live = {token: remaining.total_seconds() for token, remaining in rows}
+        live = {token: (count, remaining.total_seconds()) for token, count, remaining in rows}
         with self._lock:
             for token in tokens:
                 held = self._held.get(token)
                 if held is None:
                     continue
-                if token in live:
-                    held.deadline = max(held.deadline, sent_at + live[token])
+                count, remaining = live.get(token, (0, 0.0))
+                if count >= held.rows and remaining > 0:
+                    held.deadline = max(held.deadline, sent_at + remaining)
                 elif not held.lost:
                     held.lost = True
                     log.warning("lease lost", extra={"pipeline": self.pipeline, "token": token})

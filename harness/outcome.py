@@ -19,14 +19,14 @@ import psycopg
 
 EXIT_OK, EXIT_PROBLEM, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3
 
+# work put off to a later try (a failed attempt, a call given back, a wait for another copy)
 PERMITS_WAITING_SQL = """
-SELECT count(*) FILTER (WHERE s.state = 'pending' AND s.attempts > 0),
-       min(s.next_attempt_at) FILTER (WHERE s.state = 'pending' AND s.attempts > 0)
-  FROM tps.staged_permit AS s
+SELECT count(*), min(next_attempt_at)
+  FROM tps.staged_permit WHERE state = 'pending' AND next_attempt_at > now()
 """
 JOBS_WAITING_SQL = """
 SELECT count(*), min(next_attempt_at)
-  FROM delivery.job WHERE sync_state = 'pending' AND attempts > 0
+  FROM delivery.job WHERE sync_state = 'pending' AND next_attempt_at > now()
 """
 
 
@@ -80,8 +80,9 @@ def permit_outcome(connection: psycopg.Connection, upload_failures: int) -> Outc
     return outcome
 
 
-def shipment_outcome(connection: psycopg.Connection, retrying: int) -> Outcome:
-    """Refused or dead jobs (all of them), and jobs that wait for a retry after DeTrack failed."""
+def shipment_outcome(connection: psycopg.Connection, put_off: int) -> Outcome:
+    """Refused or dead jobs (all of them), and jobs that wait for a later try after this run
+    met DeTrack failing (``put_off``: jobs retrying or given back in this run)."""
     from harness.shipments.store import ShipmentStore
 
     outcome = Outcome()
@@ -95,7 +96,7 @@ def shipment_outcome(connection: psycopg.Connection, retrying: int) -> Outcome:
         ]
         outcome.add(EXIT_PROBLEM, *lines)
     waiting, next_try = connection.execute(JOBS_WAITING_SQL).fetchone()
-    if retrying and waiting:
+    if put_off and waiting:
         outcome.add(
             EXIT_UNREACHABLE,
             f"shipments: DeTrack calls failed; {waiting} job(s) wait for a retry"

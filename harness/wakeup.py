@@ -158,7 +158,10 @@ def run_until_stopped(
     cycle runs at once for the wake-ups sent while it was gone."""
     backoff = backoff or PollBackoff()
     with Listener(database_url, channels, LISTEN_APPLICATION_NAME, stop) as listener:
-        listener.connect()
+        try:
+            listener.connect()
+        except psycopg.OperationalError as error:
+            listener.reconnect(error)  # the database is not there yet: wait for it
         while not stop.is_set():
             if cycle():
                 backoff.reset()

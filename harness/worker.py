@@ -28,7 +28,13 @@ from harness.alerts import send_pending_alerts
 from harness.config import AlertSettings, DetrackSettings, PermitSettings, ShipmentSettings, load
 from harness.config import worker_id as make_worker_id
 from harness.lifecycle import stop_requested
-from harness.outcome import Outcome, database_unreachable, permit_outcome, shipment_outcome
+from harness.outcome import (
+    EXIT_PROBLEM,
+    Outcome,
+    database_unreachable,
+    permit_outcome,
+    shipment_outcome,
+)
 from harness.permits.consumer import PermitConsumer, RunTotals
 from harness.permits.service import make_uploader, progress_bar
 from harness.permits.store import PermitStore
@@ -62,10 +68,11 @@ class PipelineRun:
     totals."""
 
     name: str
+    database_url: str  # for reconnecting: the password and host name, as configured
     connection: psycopg.Connection
     part: PermitConsumer | ShipmentDispatcher
     totals: RunTotals | DispatchTotals
-    lost_database: psycopg.OperationalError | None = None
+    failure: Exception | None = None  # what ended a one-off run's drain early
     backoff: PollBackoff = field(default_factory=lambda: PollBackoff(1.0, 60.0))
 
     def cycle(self, *, once: bool = False) -> bool:
@@ -81,7 +88,7 @@ class PipelineRun:
 
     def reconnect(self) -> None:
         """A fresh connection for the drains (the old one was lost)."""
-        fresh = psycopg.connect(self.connection.info.dsn, autocommit=True)
+        fresh = psycopg.connect(self.database_url, autocommit=True)
         self.connection.close()
         self.connection = self.part.store.connection = fresh
 
@@ -147,7 +154,7 @@ def _builders(database_url: str, names: list[str]) -> list[Builder]:
                 on_batch,
                 connect=connector(database_url),
             )
-            return PipelineRun("permits", connection, consumer, RunTotals())
+            return PipelineRun("permits", database_url, connection, consumer, RunTotals())
 
         builders.append(permits)
     if "shipments" in names:
@@ -158,7 +165,7 @@ def _builders(database_url: str, names: list[str]) -> list[Builder]:
             dispatcher = build_dispatcher(
                 database_url, connection, worker, stop, detrack, shipment_settings
             )
-            return PipelineRun("shipments", connection, dispatcher, DispatchTotals())
+            return PipelineRun("shipments", database_url, connection, dispatcher, DispatchTotals())
 
         builders.append(shipments)
     return builders
@@ -193,29 +200,46 @@ def _run_pipeline(run: PipelineRun, database_url: str, stop: threading.Event, lo
     if not loop:
         try:
             run.cycle(once=True)
-        except psycopg.OperationalError as error:
-            run.lost_database = error
+        except Exception as error:  # reported in the outcome; the other pipeline goes on
+            if not _lost_database(error):
+                log.exception(
+                    "pipeline stopped by an unexpected error", extra={"pipeline": run.name}
+                )
+            run.failure = error
         return
     run_until_stopped(database_url, CHANNELS[run.name], stop, lambda: _cycle_surviving(run, stop))
 
 
 def _cycle_surviving(run: PipelineRun, stop: threading.Event) -> bool:
-    """A loop cycle that outlives the database going away: log, wait, reconnect."""
+    """A loop cycle that outlives the database going away (log, wait, reconnect) and any
+    other error (logged with its traceback, then tried again after the same wait): the thread
+    never dies while the process lives on."""
     try:
         found = run.cycle()
-    except psycopg.OperationalError as error:
+    except Exception as error:
         delay = run.backoff.next_delay()
-        log.warning(
-            "database unreachable; retrying",
-            extra={"pipeline": run.name, "error": str(error).strip(), "retry_in": delay},
-        )
+        if _lost_database(error):
+            log.warning(
+                "database unreachable; retrying",
+                extra={"pipeline": run.name, "error": str(error).strip(), "retry_in": delay},
+            )
+        else:
+            log.exception("cycle failed; retrying", extra={"pipeline": run.name, "retry_in": delay})
         stop.wait(delay)
-        with contextlib.suppress(psycopg.OperationalError):  # else the next cycle waits longer
-            run.reconnect()
-            log.info("database reachable again", extra={"pipeline": run.name})
+        if run.connection.closed or _lost_database(error):
+            with contextlib.suppress(psycopg.OperationalError):  # else the next cycle waits longer
+                run.reconnect()
+                log.info("database reachable again", extra={"pipeline": run.name})
         return False
     run.backoff.reset()
     return found
+
+
+def _lost_database(error: BaseException) -> bool:
+    """A connection problem, not a statement PostgreSQL refused or rolled back."""
+    return isinstance(error, psycopg.OperationalError) and not isinstance(
+        error, psycopg.errors.TransactionRollback | psycopg.errors.QueryCanceled
+    )
 
 
 class Housekeeper:
@@ -268,14 +292,21 @@ class Housekeeper:
 def _assess(runs: list[PipelineRun]) -> Outcome:
     outcome = Outcome()
     for run in runs:
-        if run.lost_database:
-            outcome.merge(database_unreachable(run.lost_database))
+        if run.failure is not None and _lost_database(run.failure):
+            outcome.merge(database_unreachable(run.failure))
             continue
+        if run.failure is not None:
+            outcome.add(
+                EXIT_PROBLEM,
+                f"{run.name}: stopped by an unexpected error ({type(run.failure).__name__}:"
+                f" {run.failure}); the traceback is in the log; its work waits in the database",
+            )
         try:
             if isinstance(run.totals, RunTotals):
                 outcome.merge(permit_outcome(run.connection, run.totals.upload_failures))
             else:
-                outcome.merge(shipment_outcome(run.connection, run.totals.retrying))
+                put_off = run.totals.retrying + run.totals.released
+                outcome.merge(shipment_outcome(run.connection, put_off))
         except psycopg.OperationalError as error:
             outcome.merge(database_unreachable(error))
     return outcome

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 
 from harness.config import PermitSettings
-from harness.permits.consumer import PermitConsumer
+from harness.permits.consumer import PermitConsumer, RunTotals
 from harness.permits.store import PermitStore
 from harness.permits.upload import PermitUploader
 from harness.s3 import make_client
@@ -100,6 +100,7 @@ def make_consumer(
     worker: str = "test-worker",
     stop: threading.Event | None = None,
     connect: Callable[[], psycopg.Connection] | None = None,
+    on_batch: Callable[[RunTotals], None] | None = None,
     **overrides: Any,
 ) -> PermitConsumer:
     """A consumer as workers run it; its heartbeat connects like ``connection`` unless
@@ -107,7 +108,18 @@ def make_consumer(
     settings = PermitSettings(**{**FAST_SETTINGS, **overrides})
     uploader = PermitUploader(make_client(endpoint), bucket, "permits/")
     store = PermitStore(connection)
-    return PermitConsumer(store, uploader, settings, worker, stop, connect=connect)
+    return PermitConsumer(store, uploader, settings, worker, stop, on_batch, connect=connect)
+
+
+def stop_after_claims(stop: threading.Event, claims: int) -> Callable[[RunTotals], None]:
+    """An ``on_batch`` that stops the drain once it made ``claims`` claim calls: a drain that
+    would claim the same rows again and again ends, and the test reads its count."""
+
+    def check(totals: RunTotals) -> None:
+        if totals.claim_calls >= claims:
+            stop.set()
+
+    return check
 
 
 # a database nobody listens for: the heartbeat of a worker cut off from PostgreSQL
@@ -125,10 +137,12 @@ class Gate:
     def __init__(self, client: Any, event: str) -> None:
         self.entered = threading.Event()
         self.released = threading.Event()
+        self.arrivals = threading.Semaphore(0)  # one per request held: acquire to await each
         client.meta.events.register_last(event, self._hold)
 
     def _hold(self, **kwargs: object) -> None:
         self.entered.set()
+        self.arrivals.release()
         if not self.released.wait(timeout=60):
             raise TimeoutError("gate never released")
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import socket
 import uuid
+from datetime import timedelta
 
 import psycopg
 import pytest
 
-from harness.detrack_fake import DetrackFake
+from harness.detrack_fake import DetrackFake, Fault
 from harness.s3 import make_client
 from tests.permit_support import StagedPermit, load_run, numbered, run_harness, worker_env
 from tests.shipment_support import API_KEY, insert_shipments, shipment
@@ -96,3 +97,19 @@ def test_bad_configuration_exits_2(db_url: str) -> None:
     result = run_harness({"DATABASE_URL": db_url, "PGFERRY_PIPELINES": "shipments"}, "run")
     assert result.returncode == 2
     assert "DETRACK_API_KEY" in result.stderr
+
+
+def test_jobs_given_back_for_a_long_retry_after_exit_3_and_wait_that_long(
+    conn: psycopg.Connection, db_url: str, fake: DetrackFake
+) -> None:
+    insert_shipments(conn, [shipment() for _ in range(3)])
+    fake.inject(Fault(status=503, retry_after="600"), times=5, path_prefix="/dn/jobs")
+    result = run_harness(shipment_env(db_url, fake.base_url), "run", "shipments")
+    assert result.returncode == 3, result.stderr
+    assert "given back 3" in result.stderr
+    assert "3 job(s) wait for a retry" in result.stderr
+    waits = conn.execute(
+        "SELECT min(next_attempt_at - now()), max(attempts) FROM delivery.job"
+    ).fetchone()
+    assert waits[0] > timedelta(seconds=590)  # the server's Retry-After, not our cap
+    assert waits[1] == 0

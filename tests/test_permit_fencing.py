@@ -9,13 +9,14 @@ worker's lease must wait, not spin.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import datetime, timedelta
 
 import psycopg
 import pytest
 
-from harness.permits.store import Failure, PermitStore
+from harness.permits.store import ClaimedPermit, Failure, PermitStore
 from harness.permits.upload import PermitUploader
 from harness.s3 import make_client
 from harness.samples import sample_pdf
@@ -31,6 +32,7 @@ from tests.permit_support import (
     recorded_puts,
     result_of,
     start_recording,
+    stop_after_claims,
     waits_for_lock,
 )
 from tests.pg import connect
@@ -197,6 +199,39 @@ def test_a_heartbeat_keeps_a_slow_batch_leased_past_its_first_expiry(
         assert_each_permit_moved_once(conn_b, s3_endpoint, bucket, permits)
 
 
+def test_a_worker_whose_connection_drops_mid_batch_lets_its_leases_lapse(
+    db_url: str, s3_endpoint: str, bucket: str
+) -> None:
+    """A's store connection is terminated while the PUTs of both its batches are on the wire
+    (its heartbeat has its own connection and lives on, as in a `--loop` worker that reconnects
+    and carries on). The drain fails; its heartbeat must stop extending both claims, so that B
+    takes the permits once their 2 s leases lapse, and moves each once."""
+    permits = numbered(2)
+    with connect(db_url) as conn_a, connect(db_url) as conn_b:
+        load_run(conn_b, permits)
+        a = make_consumer(conn_a, s3_endpoint, bucket, "a", batch_size=1, lease_seconds=2)
+        on_the_wire = Gate(a.uploader.client, "before-send.s3.PutObject")
+        thread, outcome = in_thread(lambda: a.drain(wait_for_leases=False))
+        for _ in permits:  # both batches claimed, each PUT on its way
+            assert on_the_wire.arrivals.acquire(timeout=30)
+        conn_b.execute("SELECT pg_terminate_backend(%s)", [conn_a.info.backend_pid])
+        on_the_wire.released.set()
+        with pytest.raises(psycopg.OperationalError):
+            result_of(thread, outcome)
+
+        stop = threading.Event()
+        b = make_consumer(conn_b, s3_endpoint, bucket, "b", stop=stop)
+        b_thread, b_outcome = in_thread(b.drain)  # waits for A's leases, then claims
+        b_thread.join(20)  # ten leases: a lease A still extends would never lapse
+        stop.set()
+        taken_over = result_of(b_thread, b_outcome)
+        a.close()
+        b.close()
+
+        assert taken_over.moved == 2
+        assert_each_permit_moved_once(conn_b, s3_endpoint, bucket, permits)
+
+
 def two_copies(conn: psycopg.Connection) -> tuple[StagedPermit, StagedPermit]:
     """The same permit in two runs, rendered twice (other PDF bytes)."""
     first = StagedPermit("TWICE", 1, sample_pdf("first rendering", 3000))
@@ -254,7 +289,7 @@ def test_a_copy_that_meets_the_other_copys_object_waits_and_is_never_a_dead_lett
         uploader = PermitUploader(make_client(s3_endpoint), bucket, "permits/")
         uploader.upload(claim.permits[0])
         lost = Failure(claim.permits[0].staged_permit_id, "read timeout", retryable=True)
-        store.record_failures(claim.token, [lost], 5, HOUR, HOUR)
+        store.record_failures(claim.token, [lost], 5, HOUR, HOUR, HOUR)
 
         consumer = make_consumer(conn, s3_endpoint, bucket)
         meanwhile = consumer.drain()
@@ -295,3 +330,61 @@ def test_a_worker_waits_for_another_workers_copy_instead_of_spinning(
         assert waited.claim_calls <= 10, waited.claim_calls  # a poll a second, not 1,000 calls
         assert (waited.moved, waited.duplicates, waited.dead_letters) == (1, 1, 0)
         assert_each_permit_moved_once(conn, s3_endpoint, bucket, [original])
+
+
+def test_two_copies_meeting_a_stale_object_are_dead_letters_not_an_endless_wait(
+    db_url: str, s3_endpoint: str, bucket: str
+) -> None:
+    """The key holds a stale object that neither copy's PDF explains: waiting for the other copy
+    cannot help (each would wait for the other for good). Both are dead letters that say why."""
+    key = "permits/TWICE/r0.pdf"
+    stale = "0" * 64
+    make_client(s3_endpoint).put_object(
+        Bucket=bucket, Key=key, Body=b"%PDF-1.4 stale %%EOF", Metadata={"sha256": stale}
+    )
+    with connect(db_url) as conn:
+        two_copies(conn)
+        stop = threading.Event()
+        consumer = make_consumer(
+            conn, s3_endpoint, bucket, stop=stop, on_batch=stop_after_claims(stop, 20)
+        )
+        totals = consumer.drain()
+        consumer.close()
+
+        assert (totals.moved, totals.dead, totals.claim_calls < 20) == (0, 2, True)
+        errors = [r[0] for r in conn.execute("SELECT last_error FROM tps.staged_permit")]
+        assert len(errors) == 2
+        for error in errors:
+            assert error.startswith(f"s3://{bucket}/{key} already exists with sha256 {stale}")
+            assert "another copy" not in error
+
+
+def test_a_copy_waiting_for_its_twin_waits_a_while_even_with_no_retry_delay(
+    db_url: str, s3_endpoint: str, bucket: str
+) -> None:
+    """The later copy's PUT landed but was never recorded; the earlier copy is claimed first
+    (the later one deferred), meets the later one's object and waits for it. With no retry
+    delay its wait must still last the floor: else it is due again at once, claimed first
+    again, and the two take turns for good. With it, the later copy goes, moves, and the
+    earlier one is a duplicate."""
+    with connect(db_url) as conn:
+        _, again = two_copies(conn)
+        PermitUploader(make_client(s3_endpoint), bucket, "permits/").upload(
+            ClaimedPermit(0, "TWICE", 0, "TWICE.pdf", again.pdf, "upload", None)
+        )
+        stop = threading.Event()
+        consumer = make_consumer(
+            conn, s3_endpoint, bucket, stop=stop, on_batch=stop_after_claims(stop, 20)
+        )
+        meanwhile = consumer.drain()
+        waiting = conn.execute(
+            "SELECT attempts, next_attempt_at - now() FROM tps.staged_permit"
+        ).fetchall()
+        assert (meanwhile.moved, meanwhile.dead_letters, meanwhile.claim_calls < 20) == (1, 0, True)
+        assert waiting[0][0] == 0 and waiting[0][1] > timedelta(seconds=4)  # the 5 s floor
+
+        conn.execute("UPDATE tps.staged_permit SET next_attempt_at = now()")  # the wait passed
+        after = consumer.drain()
+        consumer.close()
+        assert (after.moved, after.duplicates, after.dead_letters) == (0, 1, 0)
+        assert_each_permit_moved_once(conn, s3_endpoint, bucket, [again])

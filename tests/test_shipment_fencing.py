@@ -392,3 +392,95 @@ def test_an_erp_edit_keeps_a_failing_jobs_attempts_and_backoff(
     again = job_row(conn, refused["shipment_number"])
     assert (again["sync_state"], again["attempts"]) == ("pending", 0)
     assert again["next_attempt_at"] <= conn.execute("SELECT now()").fetchone()[0]
+
+
+def test_a_value_the_erp_clears_is_cleared_in_detrack(
+    conn: psycopg.Connection, fake: DetrackFake
+) -> None:
+    row = shipment()
+    insert_shipments(conn, [row])
+    make_dispatcher(conn, fake).drain()
+    conn.execute("UPDATE erp.shipment SET ship_phone = NULL, ship_email = NULL")
+    make_dispatcher(conn, fake).drain()
+
+    assert_detrack_matches_erp(conn, fake)
+    held = fake.job(row["job_number"], row["scheduled_ship_date"])
+    assert (held["phone_number"], held["notify_email"]) == (None, None)
+
+
+def test_a_renumbered_shipment_ends_with_one_current_job_in_detrack(
+    conn: psycopg.Connection, fake: DetrackFake
+) -> None:
+    """The old number's job leaves the DO number and date, the new number's job takes them:
+    the create must wait for the delete, or it meets "is already taken"."""
+    row = shipment()
+    insert_shipments(conn, [row])
+    make_dispatcher(conn, fake).drain()
+    conn.execute(
+        "UPDATE erp.shipment SET shipment_number = 99999 WHERE shipment_number = %s",
+        [row["shipment_number"]],
+    )
+    one_call_at_a_time = replace(FAST_DISPATCH, concurrency=1)  # creates go before deletes
+    make_dispatcher(conn, fake, settings=one_call_at_a_time).drain()
+
+    assert_detrack_matches_erp(conn, fake)
+    assert fake.job(row["job_number"], row["scheduled_ship_date"])["tracking_number"] == "99999"
+
+
+def test_a_claim_with_one_row_taken_over_is_lost_whole(db_url: str) -> None:
+    """A row the heartbeat had to skip (another transaction held it) expires: the claim is lost
+    as a whole, though its other rows are still extended."""
+    with connect(db_url) as conn, connect(db_url) as blocker:
+        insert_shipments(conn, [shipment(), shipment()])
+        sync(conn)
+        keeper = LeaseKeeper(connector(db_url), "shipments", 1.0)
+        claimed_at = keeper.now()
+        claimed = ShipmentStore(conn).claim("w", 10, timedelta(seconds=1))
+        token = claimed[0].lease_token
+        keeper.track(token, claimed_at, len(claimed))
+        with blocker.transaction():
+            blocker.execute(
+                "SELECT 1 FROM delivery.job WHERE job_id = %s FOR UPDATE", [claimed[0].job_id]
+            )
+
+            def the_held_row_expired() -> bool:
+                keeper.renew()  # the heartbeat goes on: extends the other row, skips this one
+                return conn.execute(
+                    "SELECT bool_or(lease_expires_at < now()) FROM delivery.job"
+                ).fetchone()[0]
+
+            until(the_held_row_expired)
+            keeper.renew()
+        assert keeper.lost(token)
+        keeper.close()
+
+
+def test_a_drain_that_loses_the_database_leaves_its_leases_to_lapse(
+    db_url: str, fake: DetrackFake
+) -> None:
+    """The dispatcher's connection dies while a round's calls run: the round cannot be
+    recorded, its heartbeat must stop, and another dispatcher sends the job after the lease."""
+    settings = replace(FAST_DISPATCH, lease_seconds=4.0)
+    with connect(db_url) as conn:
+        row = shipment()
+        insert_shipments(conn, [row])
+        sync(conn)
+    fake.inject(Fault(status=201, handle_first=True, delay=0.5), path_prefix="/dn/jobs/bulk")
+    own = connect(db_url)
+    doomed = make_dispatcher(own, fake, settings=settings, timeout=1.0)
+    thread = threading.Thread(target=lambda: suppress_database_loss(doomed.drain))
+    thread.start()
+    until(lambda: any(r.status is None for r in fake.requests()))  # the create is in flight
+    with connect(db_url) as conn:
+        conn.execute("SELECT pg_terminate_backend(%s)", [own.info.backend_pid])
+        thread.join(timeout=30)
+        token = conn.execute("SELECT lease_token FROM delivery.job").fetchone()[0]
+        assert doomed.leases.lost(token)  # no longer extended
+        until(
+            lambda: conn.execute("SELECT lease_expires_at < now() FROM delivery.job").fetchone()[0]
+        )
+        make_dispatcher(conn, fake, worker="next", settings=settings, timeout=1.0).drain()
+        assert_detrack_matches_erp(conn, fake)
+    doomed.close()
+    own.close()
+    assert fake.create_count(row["job_number"], row["scheduled_ship_date"]) == 1

@@ -63,6 +63,19 @@ BEGIN
           FROM delivery.job AS j
          WHERE j.sync_state = 'pending' AND j.next_attempt_at <= now()
            AND (j.lease_expires_at IS NULL OR j.lease_expires_at < now())
+           -- a create waits while another job of ours still holds its key in DeTrack and is
+           -- about to leave it (a renumbered shipment, a DO number reused after a cancel):
+           -- sent together, the create would meet "already taken" before the delete lands
+           AND NOT (j.remote NOT IN ('created', 'unknown') AND j.desired = 'present'
+                    AND EXISTS (SELECT FROM delivery.job AS o
+                                 WHERE o.remote IN ('created', 'unknown')
+                                   AND o.remote_do_number = j.do_number
+                                   AND o.remote_date = j.delivery_date
+                                   AND o.job_id <> j.job_id
+                                   AND o.sync_state = 'pending'
+                                   AND (o.desired = 'absent'
+                                        OR (o.do_number, o.delivery_date)
+                                           IS DISTINCT FROM (o.remote_do_number, o.remote_date))))
          ORDER BY j.job_id
          LIMIT p_limit
            FOR UPDATE SKIP LOCKED

@@ -2,16 +2,18 @@
 -- of p_tokens whose lease has not expired gets p_lease more; a lease that already expired is
 -- never revived (another worker may have taken the rows, or may be about to).
 --
--- Returns, per token that still holds rows, how long its shortest lease has left after the
--- call: the worker's deadline for that claim is the moment it sent this call plus that interval
--- (conservative: the database's clock read the time later than the worker sent). A token not
--- returned holds nothing any more: the worker must send nothing more under it.
+-- Returns, per token that still carries rows, how many of them still hold a live lease and how
+-- long the shortest lease of them all has left (negative once one expired): the worker's
+-- deadline for that claim is the moment it sent this call plus that interval (conservative: the
+-- database read its clock later than the worker sent), and the claim is lost as soon as fewer
+-- rows are held than were claimed (one was taken over, or expired). A token not returned holds
+-- nothing any more: the worker must send nothing more under it.
 --
 -- Rows locked by another transaction (a sync bumping a job's version, the worker's own
 -- record) are skipped rather than waited for, so a heartbeat never deadlocks with them; they
 -- keep the lease they had and count in the shortest lease left.
 CREATE OR REPLACE FUNCTION etl.extend_leases(p_pipeline text, p_tokens bigint[], p_lease interval)
-RETURNS TABLE (lease_token bigint, remaining interval)
+RETURNS TABLE (lease_token bigint, held bigint, remaining interval)
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -30,9 +32,10 @@ BEGIN
                              ORDER BY h.job_id
                                FOR UPDATE SKIP LOCKED);
         RETURN QUERY
-            SELECT j.lease_token, min(j.lease_expires_at) - now()
+            SELECT j.lease_token, count(*) FILTER (WHERE j.lease_expires_at > now()),
+                   min(j.lease_expires_at) - now()
               FROM delivery.job AS j
-             WHERE j.lease_token = ANY (p_tokens) AND j.lease_expires_at > now()
+             WHERE j.lease_token = ANY (p_tokens) AND j.lease_expires_at IS NOT NULL
              GROUP BY j.lease_token;
     ELSIF p_pipeline = 'permits' THEN
         UPDATE tps.staged_permit AS s
@@ -44,10 +47,10 @@ BEGIN
                     ORDER BY h.staged_permit_id
                       FOR UPDATE SKIP LOCKED);
         RETURN QUERY
-            SELECT s.lease_token, min(s.lease_expires_at) - now()
+            SELECT s.lease_token, count(*) FILTER (WHERE s.lease_expires_at > now()),
+                   min(s.lease_expires_at) - now()
               FROM tps.staged_permit AS s
              WHERE s.state = 'claimed' AND s.lease_token = ANY (p_tokens)
-               AND s.lease_expires_at > now()
              GROUP BY s.lease_token;
     ELSE
         RAISE EXCEPTION 'etl.extend_leases: no leases for pipeline %', p_pipeline

@@ -24,7 +24,9 @@
 --   * duplicates (the same permit number and revision is already in permit.permit: a re-run or
 --     an uninteresting upstream change) are deleted from staging;
 --   * a second copy of the same permit within the claim is released for a later round, where it
---     becomes a duplicate (or moves, if the first copy failed).
+--     becomes a duplicate (or moves, if the first copy failed);
+--   * tombstones a dead reconcile run left behind expire (permit.expire_tombstones), cleared
+--     under this claim's token: what this claim uploads may move.
 --
 -- The temporary table holds the claimed rows between these steps (one per call, dropped at
 -- commit): the steps update rows the previous ones returned, which one statement of
@@ -47,6 +49,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM pg_advisory_xact_lock(hashtext('permit.claim_batch'));
+    PERFORM permit.expire_tombstones(p_lease_token);
 
     CREATE TEMP TABLE pgferry_claimed (
         staged_permit_id bigint, process_id bigint, permit_number text, permit_generation smallint,

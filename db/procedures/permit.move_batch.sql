@@ -18,9 +18,12 @@
 -- * A key that `harness permits reconcile --delete` is deleting (permit.tombstone_orphans) is
 --   not recorded: the upload may have found the object that is being deleted (412, equal
 --   checksum), so a document recorded now could point at nothing. Such rows go back to pending
---   without an attempt counted and are uploaded again after p_retry_after (counted as
---   retrying). The shared lock per key makes a move and the decision to delete that key take
---   turns: whichever commits first, the other sees it.
+--   with an attempt counted (so the run's outcome shows them waiting) and are uploaded again
+--   after p_retry_after, and not before the tombstone can expire (permit.tombstone_lifetime;
+--   a claim expires it) while it is uncleared: one refusal per tombstone, whatever the retry
+--   delay, not a claim-upload-refuse loop. Counted as retrying. The shared lock per key makes a
+--   move and the decision to delete that key take turns: whichever commits first, the other
+--   sees it.
 CREATE OR REPLACE FUNCTION permit.move_batch(p_uploads jsonb, p_retry_after interval)
 RETURNS TABLE (moved bigint, duplicates bigint, failed bigint, lease_lost bigint,
                retrying bigint)
@@ -73,21 +76,25 @@ BEGIN
          USING permit.object_tombstone AS t
          WHERE t.bucket = m.bucket AND t.object_key = m.object_key
            AND (t.cleared_token IS NULL OR m.lease_token < t.cleared_token)
-        RETURNING m.staged_permit_id, m.process_id, m.bucket, m.object_key
+        RETURNING m.staged_permit_id, m.process_id, m.bucket, m.object_key,
+                  CASE WHEN t.cleared_at IS NULL
+                       THEN t.created_at + permit.tombstone_lifetime() END AS expires_at
     ), released AS (
         UPDATE tps.staged_permit AS s
            SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL, lease_token = NULL,
-               next_attempt_at = now() + coalesce(p_retry_after, interval '0'),
+               attempts = s.attempts + 1,
+               next_attempt_at = greatest(now() + coalesce(p_retry_after, interval '0'),
+                                          r.expires_at),
                last_error = format('s3://%s/%s was being deleted by `harness permits reconcile '
                                    '--delete` as this permit moved: it is uploaded again',
                                    r.bucket, r.object_key)
           FROM refused AS r
          WHERE s.staged_permit_id = r.staged_permit_id
-        RETURNING s.staged_permit_id, s.process_id, s.last_error
+        RETURNING s.staged_permit_id, s.process_id, s.last_error, s.attempts
     )
     INSERT INTO etl.journal (pipeline, item_id, step, process_id, detail)
     SELECT 'permits', r.staged_permit_id, 'upload_failed', r.process_id,
-           jsonb_build_object('error', r.last_error, 'retryable', true)
+           jsonb_build_object('error', r.last_error, 'retryable', true, 'attempt', r.attempts)
       FROM released AS r;
     GET DIAGNOSTICS v_retrying = ROW_COUNT;
 

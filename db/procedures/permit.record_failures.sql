@@ -8,19 +8,23 @@
 --
 -- A conflict (the key holds an object with another checksum) is not this copy's fault when
 -- another copy of the same permit got there first. Once that copy is in permit.permit, this one
--- is a duplicate (deleted and journaled, as the claim would). While that copy is still staged
--- (its answer lost, backing off; or claimed), this one waits for it without an attempt counted:
--- pending until the other copy's next attempt or lease expiry, after which it is a duplicate,
--- or, if the other copy died, a conflict like any other. Only a conflict no copy explains (a
--- stale object) is a dead letter.
+-- is a duplicate (deleted and journaled, as the claim would). While a copy that explains the
+-- stored object (its PDF's SHA-256 is the stored object's, stored_sha256) is still staged (its
+-- answer lost, backing off; or claimed), this one waits for it without an attempt counted:
+-- pending until that copy's next attempt or lease expiry, and at least p_wait_floor (however
+-- short the backoff: the two must not take turns in a busy loop), after which it is a
+-- duplicate, or, if that copy died, a conflict like any other. A conflict no copy explains (a
+-- stale object) is a dead letter: waiting for a copy that cannot fix the key would never end.
 --
--- p_failures: [{"staged_permit_id", "lease_token", "error", "retryable", "conflict"}, ...]
+-- p_failures: [{"staged_permit_id", "lease_token", "error", "retryable", "conflict",
+--               "stored_sha256"}, ...]
 -- Returns retrying (waiting copies included), dead, and duplicates.
 CREATE OR REPLACE FUNCTION permit.record_failures(
     p_failures      jsonb,
     p_max_attempts  integer,
     p_backoff_base  interval,
-    p_backoff_cap   interval)
+    p_backoff_cap   interval,
+    p_wait_floor    interval)
 RETURNS TABLE (retrying bigint, dead bigint, duplicates bigint)
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -42,11 +46,12 @@ BEGIN
                            WHERE o.permit_number = s.permit_number
                              AND o.permit_generation = s.permit_generation
                              AND o.staged_permit_id <> s.staged_permit_id
-                             AND o.state <> 'dead')
+                             AND o.state <> 'dead'
+                             AND encode(sha256(o.pdf), 'hex') = f.stored_sha256)
                END AS other_copy_due
           FROM jsonb_to_recordset(coalesce(p_failures, '[]'::jsonb))
                AS f (staged_permit_id bigint, lease_token bigint, error text, retryable boolean,
-                     conflict boolean)
+                     conflict boolean, stored_sha256 text)
           JOIN tps.staged_permit AS s ON s.staged_permit_id = f.staged_permit_id
     ), judged AS (
         SELECT f.*, NOT f.duplicate AND f.other_copy_due IS NOT NULL AS waits
@@ -73,7 +78,8 @@ BEGIN
                next_attempt_at = greatest(
                    now() + least(p_backoff_cap, p_backoff_base * power(2, least(s.attempts, 30)))
                            * (0.5 + random() / 2),
-                   f.other_copy_due),
+                   f.other_copy_due,
+                   CASE WHEN f.waits THEN now() + p_wait_floor END),
                lease_owner = NULL,
                lease_expires_at = NULL,
                lease_token = NULL,
@@ -125,6 +131,7 @@ BEGIN
 END
 $function$;
 
-REVOKE ALL ON FUNCTION permit.record_failures(jsonb, integer, interval, interval) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION permit.record_failures(jsonb, integer, interval, interval)
+REVOKE ALL ON FUNCTION permit.record_failures(jsonb, integer, interval, interval, interval)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION permit.record_failures(jsonb, integer, interval, interval, interval)
     TO pgferry_worker;

@@ -109,6 +109,16 @@ class PermitConsumer:
 
         Batches overlap: the next batch is claimed and its uploads queued before the previous
         one is moved, so the upload threads never wait for the database."""
+        try:
+            return self._drain(wait_for_leases)
+        except BaseException:
+            # a claim whose results can no longer be recorded (a dropped connection, a
+            # deadlock): the heartbeat must stop extending it, or its rows stay leased to this
+            # worker for good; its leases lapse and any worker takes the rows after them
+            self.leases.release_all()
+            raise
+
+    def _drain(self, wait_for_leases: bool) -> RunTotals:
         totals = RunTotals()
         in_flight: InFlight | None = None
         while True:
@@ -153,7 +163,7 @@ class PermitConsumer:
             self.worker, self.settings.batch_size, lease, self.settings.max_claims
         )
         if claim.to_upload:
-            self.leases.track(claim.token, claimed_at)
+            self.leases.track(claim.token, claimed_at, len(claim.to_upload))
             failpoints.reach("after_claim")  # permits are leased, none uploaded
         totals.claim_calls += 1
         totals.claimed += len(claim.permits)
@@ -185,7 +195,11 @@ class PermitConsumer:
             else:
                 failures.append(
                     Failure(
-                        permit.staged_permit_id, str(outcome), outcome.retryable, outcome.conflict
+                        permit.staged_permit_id,
+                        str(outcome),
+                        outcome.retryable,
+                        outcome.conflict,
+                        outcome.stored_sha256,
                     )
                 )
         try:
@@ -229,6 +243,7 @@ class PermitConsumer:
             self.settings.max_attempts,
             timedelta(seconds=self.settings.retry_base_seconds),
             timedelta(seconds=self.settings.retry_cap_seconds),
+            timedelta(seconds=self.settings.wait_floor_seconds),
         )
         failpoints.reach("after_record_failures")
         totals.upload_failures += result.retrying + result.dead

@@ -6,10 +6,12 @@ permit whose object is the orphan may be staged, uploaded (412: the object exist
 checksum) and moved, recording a document for an object about to go. So the database decides,
 per key and under a lock the move also takes, which orphans may still be deleted, and tombstones
 them; moves refuse tombstoned keys and upload again afterwards (permit.tombstone_orphans,
-permit.move_batch, permit.clear_tombstones)."""
+permit.move_batch, permit.clear_tombstones). A tombstone this run fails to clear (it was killed)
+expires after permit.tombstone_lifetime(), so the run deletes nothing after DELETE_WITHIN."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +21,10 @@ from psycopg.types.json import Jsonb
 
 from harness.permits.store import ClaimedPermit
 from harness.permits.upload import PermitUploader
+
+# half of permit.tombstone_lifetime() (10 minutes): a delete still in flight at this deadline
+# ends long before the tombstones expire and moves of the key are allowed again
+DELETE_WITHIN = timedelta(minutes=5)
 
 
 @dataclass
@@ -73,9 +79,10 @@ def reconcile(
     if delete:
         cutoff = datetime.now(UTC) - min_age
         old = [key for key in result.orphans if objects[key][1] <= cutoff]
+        deadline = time.monotonic() + DELETE_WITHIN.total_seconds()  # before the tombstones
         doomed = _tombstone(connection, uploader, old)
         result.orphans = [key for key in result.orphans if key in doomed or key not in old]
-        result.deleted = _delete(connection, client, uploader.bucket, doomed)
+        result.deleted = _delete(connection, client, uploader.bucket, doomed, deadline)
     return result
 
 
@@ -97,12 +104,17 @@ def _tombstone(
     return sorted(row[0] for row in rows)
 
 
-def _delete(connection: psycopg.Connection, client: Any, bucket: str, keys: list[str]) -> list[str]:
-    """Delete the tombstoned objects, then clear their tombstones (also when a delete fails:
-    the object then stays, which a move may use again)."""
+def _delete(
+    connection: psycopg.Connection, client: Any, bucket: str, keys: list[str], deadline: float
+) -> list[str]:
+    """Delete the tombstoned objects until ``deadline`` (monotonic), then clear their tombstones
+    (also when a delete fails: the object then stays, which a move may use again). Objects left
+    at the deadline stay orphans for the next run."""
     deleted: list[str] = []
     try:
         for key in keys:
+            if time.monotonic() >= deadline:
+                break
             client.delete_object(Bucket=bucket, Key=key)
             deleted.append(key)
     finally:

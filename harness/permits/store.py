@@ -53,6 +53,7 @@ class Failure:
     error: str
     retryable: bool
     conflict: bool = False  # the key holds an object with another checksum
+    stored_sha256: str | None = None  # that object's checksum: which copy could explain it
 
 
 @dataclass(frozen=True)
@@ -170,11 +171,14 @@ class PermitStore:
         max_attempts: int,
         backoff_base: timedelta,
         backoff_cap: timedelta,
+        wait_floor: timedelta,
     ) -> FailureResult:
+        """``wait_floor``: the shortest wait of a copy behind the copy that explains its
+        conflict, whatever the backoff."""
         payload = [{**vars(failure), "lease_token": token} for failure in failures]
         row = self.connection.execute(
-            "SELECT * FROM permit.record_failures(%s, %s, %s, %s)",
-            [Jsonb(payload), max_attempts, backoff_base, backoff_cap],
+            "SELECT * FROM permit.record_failures(%s, %s, %s, %s, %s)",
+            [Jsonb(payload), max_attempts, backoff_base, backoff_cap, wait_floor],
         ).fetchone()
         return FailureResult(*row)
 

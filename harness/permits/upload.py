@@ -35,10 +35,18 @@ class Guard(Protocol):
 
 
 class UploadError(Exception):
-    def __init__(self, message: str, *, retryable: bool, conflict: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        conflict: bool = False,
+        stored_sha256: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.conflict = conflict  # the key holds an object with another checksum
+        self.stored_sha256 = stored_sha256  # ... this one (None: unknown)
 
 
 # the guard of the upload running on this thread, asked by the client's before-send hook
@@ -124,6 +132,7 @@ class PermitUploader:
                 f"this PDF has {sha256}; remove the stale object or fix the staged PDF",
                 retryable=False,
                 conflict=True,
+                stored_sha256=stored,
             )
 
 

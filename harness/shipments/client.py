@@ -289,8 +289,19 @@ class DetrackClient:
                     if retry_after:
                         self._limit(partial(self.limiter.delay_all, retry_after))
             if attempt < self.policy.max_retries:
-                guard.pause(self.policy.delay(attempt, retry_after))
+                self._pause(guard, self.policy.delay(attempt, retry_after), retry_after)
         raise TransientFailure(f"{failure} after {self.policy.max_retries + 1} tries", status, body)
+
+    @staticmethod
+    def _pause(guard: CallGuard, seconds: float, retry_after: float | None) -> None:
+        """Wait before the next try. A wait given up hands the job back due after the
+        server's own Retry-After, uncapped (the cap only bounds waits inside a call)."""
+        try:
+            guard.pause(seconds)
+        except CallAbandoned as abandoned:
+            if abandoned.lease_lost or not retry_after or retry_after <= seconds:
+                raise
+            raise CallAbandoned(str(abandoned), retry_after=retry_after) from abandoned
 
     def _wait_for_slot(self, guard: CallGuard) -> None:
         while (wait := self._limit(self.limiter.try_acquire)) > 0:

@@ -116,6 +116,18 @@ class ShipmentDispatcher:
         totals = DispatchTotals()
         totals.erp_synced += self.sync_erp_changes()
         totals.assigned += self.store.apply_assignment_rules()
+        try:
+            self._send_rounds(totals)
+        except BaseException:
+            # a round's results cannot be recorded (the database went away, a bug): stop
+            # extending its leases, so they lapse and another worker takes the jobs
+            self.leases.release_all()
+            raise
+        if not self.stop.is_set() and self._status_poll_due():
+            self.poll_statuses(totals)
+        return totals
+
+    def _send_rounds(self, totals: DispatchTotals) -> None:
         in_flight: InFlight | None = None
         claimed_since_idle = False
         while True:
@@ -130,11 +142,8 @@ class ShipmentDispatcher:
             # the last round may have left jobs due again at once (a replaced key's create,
             # a job changed while its call ran): claim until a pass finds nothing
             if not claimed_since_idle or self.stop.is_set():
-                break
+                return
             claimed_since_idle = False
-        if not self.stop.is_set() and self._status_poll_due():
-            self.poll_statuses(totals)
-        return totals
 
     def sync_erp_changes(self) -> int:
         """Take the ERP changes the triggers recorded, a batch per transaction, until none
@@ -162,7 +171,7 @@ class ShipmentDispatcher:
         claimed_at = self.leases.now()
         claimed = self.store.claim(self.worker, self.settings.claim_size, lease)
         if claimed:
-            self.leases.track(claimed[0].lease_token, claimed_at)
+            self.leases.track(claimed[0].lease_token, claimed_at, len(claimed))
         return claimed
 
     def _start_calls(self, claimed: list[ClaimedJob]) -> InFlight:
@@ -219,7 +228,7 @@ class ShipmentDispatcher:
     def _send(self, operation: str, jobs: list[ClaimedJob], token: int) -> list[dict[str, Any]]:
         """One DeTrack call for jobs of one claim; the results to record (none when the lease
         was lost: the jobs may be another worker's now)."""
-        guard = self.leases.guard(token, self.client.timeout, self.stop)
+        guard = self.leases.guard(token, call_seconds(self.client.timeout), self.stop)
         try:
             outcomes = self._call(operation, jobs, guard)
         except TransientFailure as error:
@@ -252,6 +261,14 @@ class ShipmentDispatcher:
         return self.client.update_jobs(updates, guard)
 
 
+def call_seconds(timeout: float) -> float:
+    """The longest one request may take, as the lease guard counts it: httpx times the phases
+    of a request (connect, send, each read) separately, so a request that connects slowly and
+    then answers slowly takes up to twice the timeout. (A server trickling its answer byte by
+    byte could take longer still: DeTrack answers in one piece.)"""
+    return 2 * timeout
+
+
 def _key(job: ClaimedJob) -> dict[str, str]:
     """The key the claim says to send under (for a create the new one, else DeTrack's)."""
     return {"do_number": job.do_number, "date": job.date}
@@ -270,16 +287,27 @@ def _result(job: ClaimedJob, outcome: JobOutcome | None) -> dict[str, Any]:
         "detrack_id": outcome.detrack_id,
         "http_status": outcome.http_status,
         "response": _jsonable(outcome.response),
-        "error": outcome.error,
+        "error": _without_nul(outcome.error),
         "retry_after_seconds": outcome.retry_after,
     }
 
 
 def _jsonable(body: Any) -> Any:
-    """Keep the full response, JSON or not (an HTML 500 is stored as {"raw": ...})."""
-    if body is None or isinstance(body, dict | list):
-        return body
-    return {"raw": str(body)}
+    """Keep the full response, JSON or not (an HTML 500 is stored as {"raw": ...}), without
+    NUL characters, which PostgreSQL cannot store in jsonb or text."""
+    if body is not None and not isinstance(body, dict | list):
+        body = {"raw": str(body)}
+    return _without_nul(body)
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
 
 
 def _chunks(jobs: list[ClaimedJob], size: int) -> list[list[ClaimedJob]]:

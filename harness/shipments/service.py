@@ -10,10 +10,10 @@ from functools import partial
 import psycopg
 
 from harness.config import DetrackSettings, ShipmentSettings, load
-from harness.leases import LeaseKeeper
+from harness.leases import LeaseKeeper, lease_horizon, lease_margin
 from harness.settings import ConfigurationError
 from harness.shipments.client import DetrackClient, RetryPolicy
-from harness.shipments.dispatcher import DispatchSettings, ShipmentDispatcher
+from harness.shipments.dispatcher import DispatchSettings, ShipmentDispatcher, call_seconds
 from harness.shipments.limiter import RateLimiter, SharedLimiter
 from harness.shipments.store import ShipmentStore
 
@@ -51,19 +51,20 @@ def build_dispatcher(
     its own connection, the settings from the environment."""
     detrack = detrack or load(DetrackSettings)
     settings = dispatch_settings(shipments or load(ShipmentSettings))
+    check_lease_covers_calls(settings.lease_seconds, detrack.timeout_seconds)
     connect = connector(database_url)
     leases = LeaseKeeper(connect, "shipments", settings.lease_seconds)
-    check_lease_covers_calls(leases, detrack.timeout_seconds)
     client = make_client(detrack, SharedLimiter(connect, detrack.rate_limit_per_minute))
     return ShipmentDispatcher(ShipmentStore(connection), client, settings, worker, leases, stop)
 
 
-def check_lease_covers_calls(leases: LeaseKeeper, timeout_seconds: float) -> None:
-    """A heartbeat keeps two thirds of a lease in hand: a request must fit in that."""
-    if timeout_seconds + leases.margin > leases.horizon:
+def check_lease_covers_calls(lease_seconds: float, timeout_seconds: float) -> None:
+    """A heartbeat keeps two thirds of a lease in hand: a whole request must fit in that."""
+    needed = call_seconds(timeout_seconds) + lease_margin(lease_seconds)
+    if needed > lease_horizon(lease_seconds):
         raise ConfigurationError(
-            f"SHIPMENTS_LEASE_SECONDS={leases.lease_seconds:g} is too short for"
-            f" DETRACK_TIMEOUT_SECONDS={timeout_seconds:g}: a request must fit in two thirds of"
-            f" the lease with {leases.margin:g} s to spare; raise the lease to at least"
-            f" {1.5 * (timeout_seconds + leases.margin):g} s or shorten the timeout"
+            f"SHIPMENTS_LEASE_SECONDS={lease_seconds:g} is too short for"
+            f" DETRACK_TIMEOUT_SECONDS={timeout_seconds:g}: a request (up to"
+            f" {call_seconds(timeout_seconds):g} s) must fit in two thirds of the lease with a"
+            f" margin; raise the lease to at least {1.5 * needed + 1:.0f} s or shorten the timeout"
         )

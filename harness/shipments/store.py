@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
+
+from harness.conflicts import retry_conflicts
 
 FINAL_STATUSES = ("completed", "completed_partial", "failed")
 
@@ -48,8 +50,11 @@ class ShipmentStore:
     def sync_erp_changes(self, limit: int) -> int:
         """Copy and map the oldest ERP changes the triggers recorded, at most ``limit``
         shipments, in one transaction. 0 when none wait, or another worker is syncing."""
-        row = self.connection.execute("SELECT delivery.sync_erp_changes(%s)", [limit]).fetchone()
-        return row[0]
+        return retry_conflicts(
+            lambda: self.connection.execute(
+                "SELECT delivery.sync_erp_changes(%s)", [limit]
+            ).fetchone()[0]
+        )
 
     def claim(self, worker: str, limit: int, lease: timedelta) -> list[ClaimedJob]:
         with self.connection.cursor(row_factory=class_row(ClaimedJob)) as cursor:
@@ -68,10 +73,12 @@ class ShipmentStore:
         backoff_base: timedelta,
         backoff_cap: timedelta,
     ) -> Settled:
-        row = self.connection.execute(
-            "SELECT * FROM delivery.record_results(%s, %s, %s, %s, %s)",
-            [worker, Jsonb(results), max_attempts, backoff_base, backoff_cap],
-        ).fetchone()
+        row = retry_conflicts(
+            lambda: self.connection.execute(
+                "SELECT * FROM delivery.record_results(%s, %s, %s, %s, %s)",
+                [worker, Jsonb(results), max_attempts, backoff_base, backoff_cap],
+            ).fetchone()
+        )
         return Settled(*row)
 
     def apply_assignment_rules(self) -> int:
@@ -103,16 +110,8 @@ class ShipmentStore:
                 " FROM delivery.job WHERE sync_state IN ('failed', 'dead') ORDER BY job_id"
             ).fetchall()
 
-    def now(self) -> datetime:
-        return self.connection.execute("SELECT clock_timestamp()").fetchone()[0]
-
     def waiting_erp_changes(self) -> int:
         """Shipment numbers the ERP's triggers recorded that no sync has taken yet."""
         return self.connection.execute(
             "SELECT coalesce(sum(shipment_count - taken), 0) FROM delivery.erp_change"
-        ).fetchone()[0]
-
-    def pending_count(self) -> int:
-        return self.connection.execute(
-            "SELECT count(*) FROM delivery.job WHERE sync_state = 'pending'"
         ).fetchone()[0]

@@ -2,13 +2,18 @@
 
 DROP VIEW etl.backlog;
 
+-- triggers 0008 added on tables of an earlier revision: restoring 0007's trigger files
+-- re-creates only the triggers they name
+DROP TRIGGER shipment_to_delivery_truncate ON erp.shipment;
+DROP TRIGGER package_to_job_truncate ON erp.package;
+
 -- == operations ==============================================================================
 ALTER TABLE etl.alert DROP COLUMN claimed_until;
 
 -- == permits =================================================================================
 DROP FUNCTION permit.claim_batch(text, integer, interval, bigint, integer);
 DROP FUNCTION permit.move_batch(jsonb, interval);
-DROP FUNCTION permit.record_failures(jsonb, integer, interval, interval);
+DROP FUNCTION permit.record_failures(jsonb, integer, interval, interval, interval);
 DROP TABLE permit.object_tombstone;
 DROP INDEX tps.staged_permit_lease_token;
 ALTER TABLE tps.staged_permit DROP COLUMN lease_token, DROP COLUMN expired_claims;

@@ -34,7 +34,7 @@ CREATE TABLE delivery.api_slot (
 );
 COMMENT ON TABLE delivery.api_slot IS
     'DeTrack request slots of the sliding window shared by all dispatchers (delivery.take_api_slot)';
-GRANT SELECT ON delivery.api_slot TO pgferry_worker;
+-- no grant to the worker: it takes slots only through delivery.take_api_slot
 GRANT ALL ON delivery.api_slot TO pgferry_owner;
 
 -- claim_jobs takes the claim's fencing token: the old signature goes

@@ -25,6 +25,9 @@ BEGIN
              WHERE u.assign_to IS NULL AND u.desired = 'present'
                AND u.sync_state IN ('pending', 'synced')
                AND coalesce(u.delivery_status, '') NOT IN ('completed', 'completed_partial', 'failed')
+             ORDER BY u.shipment_number
+               -- a job another transaction holds is assigned by the next run, never waited for
+               FOR UPDATE OF u SKIP LOCKED
            ) AS m
      WHERE j.job_id = m.job_id AND m.vehicle IS NOT NULL;
     GET DIAGNOSTICS v_assigned = ROW_COUNT;

@@ -25,7 +25,9 @@ AS $function$
             SELECT s.shipment_number, s.job_number AS do_number,
                    s.scheduled_ship_date AS delivery_date,
                    s.ship_postal_code AS postal_code, s.ship_zone AS zone,
-                   jsonb_strip_nulls(jsonb_build_object(
+                   -- every field, nulls included: DeTrack's update merges what it is sent,
+                   -- so a value the ERP cleared must go as null or DeTrack keeps the old one
+                   jsonb_build_object(
                        'do_number', s.job_number,
                        'date', to_char(s.scheduled_ship_date, 'YYYY-MM-DD'),
                        'type', 'Delivery',
@@ -45,7 +47,7 @@ AS $function$
                        'instructions', s.ship_instructions,
                        'tracking_number', s.shipment_number::text,
                        -- no package left: an empty list, so DeTrack's merge drops the old ones
-                       'items', coalesce(i.items, '[]'::jsonb))) AS payload,
+                       'items', coalesce(i.items, '[]'::jsonb)) AS payload,
                    v.vehicle AS rule_vehicle,
                    CASE WHEN s.deleted_at IS NULL THEN 'present' ELSE 'absent' END AS desired
               FROM %1$s AS s
@@ -63,6 +65,8 @@ AS $function$
                    CASE m.desired WHEN 'present' THEN 'pending' ELSE 'synced' END,
                    CASE m.desired WHEN 'present' THEN clock_timestamp() END
               FROM mapped AS m
+             -- jobs are locked in shipment order, as delivery.record_results does: no deadlock
+             ORDER BY m.shipment_number
             ON CONFLICT (shipment_number) DO UPDATE
                SET do_number = excluded.do_number,
                    delivery_date = excluded.delivery_date,

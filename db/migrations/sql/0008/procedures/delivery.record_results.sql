@@ -47,9 +47,17 @@ BEGIN
                      outcome text, detrack_id text,
                      http_status integer, response jsonb, error text,
                      retry_after_seconds double precision)
+    ), locked AS (
+        -- lock in shipment order, as the ERP sync's upsert does, so the two never deadlock
+        SELECT j.job_id
+          FROM delivery.job AS j
+         WHERE j.job_id IN (SELECT r.job_id FROM result AS r)
+         ORDER BY j.shipment_number
+           FOR UPDATE
     ), written AS (
         UPDATE delivery.job AS j
-           SET remote = CASE WHEN r.outcome IN ('created', 'adopted') THEN 'created'
+           -- kept: DeTrack has our delivered job (perhaps under a key a lost create made)
+           SET remote = CASE WHEN r.outcome IN ('created', 'adopted', 'kept') THEN 'created'
                              WHEN r.outcome = 'deleted' THEN 'deleted'
                              WHEN r.outcome = 'missing' THEN 'none' ELSE j.remote END,
                -- the key DeTrack now knows the job by is the one this call sent
@@ -93,6 +101,7 @@ BEGIN
           FROM result AS r
          WHERE j.job_id = r.job_id AND j.lease_token = r.lease_token
            AND j.lease_expires_at IS NOT NULL
+           AND j.job_id IN (SELECT l.job_id FROM locked AS l)
         RETURNING j.job_id, j.shipment_number, j.sync_state, j.assign_to, r.outcome, r.error,
                   r.http_status
     ), journaled AS (

@@ -8,9 +8,10 @@
 -- the object (412, equal checksum) is uploaded again instead of being recorded with an object
 -- that is about to vanish. permit.clear_tombstones ends the tombstones once the objects are gone.
 --
--- Also cleans up after reconcile runs that died midway: a tombstone left uncleared for 10
--- minutes is cleared (the run that made it is gone), and cleared ones older than a day, when no
--- claim from before their clearing can still be moving, are removed.
+-- Also cleans up after reconcile runs that died midway: a tombstone left uncleared longer than
+-- permit.tombstone_lifetime() is cleared (permit.expire_tombstones: the run that made it is
+-- gone; claims expire them too), and cleared ones older than a day, when no claim from before
+-- their clearing can still be moving, are removed.
 --
 -- p_orphans: [{"object_key", "permit_number", "permit_generation"}, ...]
 CREATE OR REPLACE FUNCTION permit.tombstone_orphans(p_bucket text, p_orphans jsonb)
@@ -25,9 +26,7 @@ BEGIN
         RAISE EXCEPTION 'permit.tombstone_orphans: the bucket must not be NULL'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    UPDATE permit.object_tombstone
-       SET cleared_at = clock_timestamp(), cleared_token = etl.next_lease_token()
-     WHERE cleared_at IS NULL AND created_at < now() - interval '10 minutes';
+    PERFORM permit.expire_tombstones(etl.next_lease_token());
     DELETE FROM permit.object_tombstone WHERE cleared_at < now() - interval '1 day';
 
     PERFORM pg_advisory_xact_lock(hashtext('permit.object_key'), hashtext(k.object_key))
