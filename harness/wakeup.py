@@ -47,11 +47,11 @@ class PollBackoff:
 
 @dataclass(frozen=True)
 class Wakeup:
-    """What ended a wait: the payloads of the notifications that arrived, and whether the
-    connection was lost and re-established (notifications may have been missed)."""
+    """What ended a wait: the payloads of the notifications that arrived (none after a
+    timeout, or after the connection was lost and re-established: the caller looks for work
+    either way)."""
 
     payloads: tuple[str, ...] = ()
-    reconnected: bool = False
 
 
 class Listener:
@@ -110,7 +110,8 @@ class Listener:
             try:
                 payloads = self._receive(slice_)
             except psycopg.OperationalError as error:
-                return Wakeup(reconnected=self.reconnect(error))
+                self.reconnect(error)
+                return Wakeup()
             if payloads:
                 return Wakeup(payloads=payloads)
             remaining -= slice_

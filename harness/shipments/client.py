@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -97,6 +98,7 @@ class DetrackClient:
         self.policy = policy or RetryPolicy()
         self.timeout = timeout  # the longest one request may take: what a lease must cover
         self.throttled = 0  # 429 answers seen: the client-side limit should keep this at 0
+        self._throttled_lock = threading.Lock()  # counted from the HTTP threads
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={"X-API-KEY": api_key, "Accept": "application/json"},
@@ -285,7 +287,8 @@ class DetrackClient:
                     return ApiResponse(status, body, retry_after)
                 failure = f"{method} {path}: HTTP {status}"
                 if status == 429:
-                    self.throttled += 1
+                    with self._throttled_lock:
+                        self.throttled += 1
                     if retry_after:
                         self._limit(partial(self.limiter.delay_all, retry_after))
             if attempt < self.policy.max_retries:
