@@ -74,7 +74,7 @@ def permit_outcome(connection: psycopg.Connection, upload_failures: int) -> Outc
     if upload_failures and waiting:
         outcome.add(
             EXIT_UNREACHABLE,
-            f"permits: S3 uploads failed; {waiting} permit(s) wait for a retry"
+            f"permits: uploads failed or were refused; {waiting} permit(s) wait for a retry"
             f" (next at {next_try:%Y-%m-%d %H:%M:%S %Z})",
         )
     return outcome

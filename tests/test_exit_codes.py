@@ -82,7 +82,7 @@ def test_s3_unreachable_exits_3_and_says_so(conn: psycopg.Connection, db_url: st
     )
     result = run_harness(env, "run", "permits")
     assert result.returncode == 3, result.stderr
-    assert "S3 uploads failed; 3 permit(s) wait for a retry" in result.stderr
+    assert "uploads failed or were refused; 3 permit(s) wait for a retry" in result.stderr
 
 
 def test_database_unreachable_exits_3_without_a_traceback(fake: DetrackFake) -> None:
