@@ -120,7 +120,7 @@ def test_a_crash_between_send_and_commit_does_not_create_twice(
         "DATABASE_URL": db_url,
         "DETRACK_BASE_URL": fake.base_url,
         "DETRACK_API_KEY": API_KEY,
-        "SHIPMENTS_LEASE_SECONDS": "1",
+        "SHIPMENTS_LEASE_SECONDS": "2",
         "DETRACK_TIMEOUT_SECONDS": "0.5",
         "DETRACK_RETRY_BASE_SECONDS": "0.01",
     }

@@ -6,6 +6,7 @@
 --
 -- The ERP shipments concerned are locked first, in key order: the ERP's own updates lock a
 -- shipment before its job, and taking the locks in the same order cannot deadlock with them.
+-- Then the jobs, in shipment order, as delivery.record_results and the ERP sync lock them.
 CREATE OR REPLACE FUNCTION delivery.record_statuses(p_statuses jsonb, p_polled text[])
 RETURNS bigint
 LANGUAGE plpgsql
@@ -21,6 +22,11 @@ BEGIN
       WHERE j.remote = 'created' AND j.remote_do_number = ANY (p_polled)
       ORDER BY e.shipment_number
         FOR UPDATE OF e;
+    PERFORM 1
+       FROM delivery.job AS j
+      WHERE j.remote = 'created' AND j.remote_do_number = ANY (p_polled)
+      ORDER BY j.shipment_number
+        FOR UPDATE;
 
     WITH status AS (
         SELECT s.do_number, s.date::date AS date, s.status

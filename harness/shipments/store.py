@@ -57,13 +57,16 @@ class ShipmentStore:
         )
 
     def claim(self, worker: str, limit: int, lease: timedelta) -> list[ClaimedJob]:
-        with self.connection.cursor(row_factory=class_row(ClaimedJob)) as cursor:
-            return cursor.execute(
-                "SELECT t.lease_token, c.*"
-                "  FROM etl.next_lease_token() AS t (lease_token),"
-                "       LATERAL delivery.claim_jobs(%s, %s, %s, t.lease_token) AS c",
-                [worker, limit, lease],
-            ).fetchall()
+        def claim() -> list[ClaimedJob]:
+            with self.connection.cursor(row_factory=class_row(ClaimedJob)) as cursor:
+                return cursor.execute(
+                    "SELECT t.lease_token, c.*"
+                    "  FROM etl.next_lease_token() AS t (lease_token),"
+                    "       LATERAL delivery.claim_jobs(%s, %s, %s, t.lease_token) AS c",
+                    [worker, limit, lease],
+                ).fetchall()
+
+        return retry_conflicts(claim)
 
     def record(
         self,
@@ -98,9 +101,11 @@ class ShipmentStore:
         return [row[0] for row in rows]
 
     def record_statuses(self, statuses: list[dict[str, Any]], polled: list[str]) -> int:
-        return self.connection.execute(
-            "SELECT delivery.record_statuses(%s, %s)", [Jsonb(statuses), polled]
-        ).fetchone()[0]
+        return retry_conflicts(
+            lambda: self.connection.execute(
+                "SELECT delivery.record_statuses(%s, %s)", [Jsonb(statuses), polled]
+            ).fetchone()[0]
+        )
 
     def failed_jobs(self) -> list[FailedJob]:
         """Jobs DeTrack refused or that ran out of attempts, whichever run made them."""

@@ -37,11 +37,15 @@ BEGIN
                              THEN format('not cancelled: the delivery is already %s',
                                          j.delivery_status) END,
            updated_at = clock_timestamp()
-     WHERE j.sync_state = 'pending' AND j.desired = 'absent'
-       AND (j.lease_expires_at IS NULL OR j.lease_expires_at < now())
-       AND ((j.remote = 'created'
-             AND j.delivery_status IN ('completed', 'completed_partial', 'failed'))
-            OR j.remote IN ('none', 'deleted'));
+     WHERE j.job_id IN (
+               SELECT k.job_id FROM delivery.job AS k
+                WHERE k.sync_state = 'pending' AND k.desired = 'absent'
+                  AND (k.lease_expires_at IS NULL OR k.lease_expires_at < now())
+                  AND ((k.remote = 'created'
+                        AND k.delivery_status IN ('completed', 'completed_partial', 'failed'))
+                       OR k.remote IN ('none', 'deleted'))
+                  -- a job another transaction holds is settled by the next claim
+                  FOR UPDATE SKIP LOCKED);
 
     RETURN QUERY
     WITH candidate AS (
