@@ -22,6 +22,8 @@ ALTER TABLE tps.staged_permit DROP COLUMN lease_token, DROP COLUMN expired_claim
 DROP FUNCTION delivery.claim_jobs(text, integer, interval, bigint);
 DROP TABLE delivery.api_slot;
 DROP INDEX delivery.job_lease_token;
+DROP INDEX delivery.job_remote_key;
+CREATE INDEX job_remote_key ON delivery.job (remote_do_number, remote_date) WHERE remote = 'created';
 UPDATE delivery.job SET remote = 'none' WHERE remote = 'unknown';
 ALTER TABLE delivery.job DROP CONSTRAINT job_remote_check;
 ALTER TABLE delivery.job ADD CONSTRAINT job_remote_check

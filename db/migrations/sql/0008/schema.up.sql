@@ -24,6 +24,11 @@ ALTER TABLE delivery.job DROP CONSTRAINT job_remote_check;
 ALTER TABLE delivery.job ADD CONSTRAINT job_remote_check
     CHECK (remote IN ('none', 'unknown', 'created', 'deleted'));
 CREATE INDEX job_lease_token ON delivery.job (lease_token) WHERE lease_expires_at IS NOT NULL;
+-- the key DeTrack may hold a job under, 'unknown' included: a create looks up whether another
+-- job of ours still holds its key (delivery.claim_jobs)
+DROP INDEX delivery.job_remote_key;
+CREATE INDEX job_remote_key ON delivery.job (remote_do_number, remote_date)
+    WHERE remote IN ('created', 'unknown');
 
 -- The DeTrack request budget, shared by every dispatcher on every machine: one row per request
 -- slot of the sliding window; a request takes the oldest slot that is out of the window
