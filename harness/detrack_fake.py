@@ -793,6 +793,7 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         request = self._incoming()
         index, gate = fake._admit(request, request.json_body()[0])
+        self._index = index
         if isinstance(gate, _Reply):
             status = self._send(gate)
         elif isinstance(gate, Fault):
@@ -822,6 +823,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, reply: _Reply) -> int:
         """Write the reply; 0 when the client is already gone."""
+        # recorded before the first byte goes out: a client that has its answer finds the
+        # request answered in requests() (a failed write records 0 afterwards)
+        self.server.fake._finish(self._index, reply.status)
         try:
             self.send_response(reply.status)
             for name, value in self._reply_headers(reply):
