@@ -60,24 +60,21 @@ def permit_outcome(connection: psycopg.Connection, upload_failures: int) -> Outc
     """Dead letters (all of them), and permits that wait for a retry after failed uploads."""
     from harness.permits.store import PermitStore
 
-    outcome = Outcome()
     dead = PermitStore(connection).dead_letters()
-    if dead:
-        lines = [f"permits: {len(dead)} dead letter(s); requeue with `harness retry`:"]
-        lines += [
+    return _outcome(
+        connection,
+        [f"permits: {len(dead)} dead letter(s); requeue with `harness retry`:"]
+        + [
             f"  staged row {d.staged_permit_id} permit {d.permit_number}"
             f" generation {d.permit_generation}: {d.last_error}"
             for d in dead[:20]
         ]
-        outcome.add(EXIT_PROBLEM, *lines)
-    waiting, next_try = connection.execute(PERMITS_WAITING_SQL).fetchone()
-    if upload_failures and waiting:
-        outcome.add(
-            EXIT_UNREACHABLE,
-            f"permits: uploads failed or were refused; {waiting} permit(s) wait for a retry"
-            f" (next at {next_try:%Y-%m-%d %H:%M:%S %Z})",
-        )
-    return outcome
+        if dead
+        else [],
+        PERMITS_WAITING_SQL,
+        upload_failures,
+        "permits: uploads failed or were refused; {waiting} permit(s) wait for a retry",
+    )
 
 
 def shipment_outcome(connection: psycopg.Connection, put_off: int) -> Outcome:
@@ -85,21 +82,38 @@ def shipment_outcome(connection: psycopg.Connection, put_off: int) -> Outcome:
     met DeTrack failing (``put_off``: jobs retrying or given back in this run)."""
     from harness.shipments.store import ShipmentStore
 
-    outcome = Outcome()
     failed = ShipmentStore(connection).failed_jobs()
-    if failed:
-        lines = ["shipments: jobs DeTrack refused or that ran out of attempts:"]
-        lines += [
+    return _outcome(
+        connection,
+        ["shipments: jobs DeTrack refused or that ran out of attempts:"]
+        + [
             f"  job {job.job_id} (shipment {job.shipment_number}): {job.sync_state},"
             f" HTTP {job.last_status}: {job.last_error}"
             for job in failed[:20]
         ]
-        outcome.add(EXIT_PROBLEM, *lines)
-    waiting, next_try = connection.execute(JOBS_WAITING_SQL).fetchone()
+        if failed
+        else [],
+        JOBS_WAITING_SQL,
+        put_off,
+        "shipments: DeTrack calls failed; {waiting} job(s) wait for a retry",
+    )
+
+
+def _outcome(
+    connection: psycopg.Connection,
+    problem_lines: list[str],
+    waiting_sql: str,
+    put_off: int,
+    waiting_line: str,
+) -> Outcome:
+    """1 with the listed problems; 3 when this run put work off and it waits for later."""
+    outcome = Outcome()
+    if problem_lines:
+        outcome.add(EXIT_PROBLEM, *problem_lines)
+    waiting, next_try = connection.execute(waiting_sql).fetchone()
     if put_off and waiting:
         outcome.add(
             EXIT_UNREACHABLE,
-            f"shipments: DeTrack calls failed; {waiting} job(s) wait for a retry"
-            f" (next at {next_try:%Y-%m-%d %H:%M:%S %Z})",
+            waiting_line.format(waiting=waiting) + f" (next at {next_try:%Y-%m-%d %H:%M:%S %Z})",
         )
     return outcome
