@@ -10,9 +10,9 @@ from contextlib import contextmanager
 
 import psycopg
 
-from harness import migrate
-from harness.embedded import EmbeddedServer
-from harness.settings import url_for_database
+from harness.config import url_for_database
+from harness.demo.embedded import EmbeddedServer
+from harness.deploy import migrate
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""The DeTrack fake in its own process, as `python -m harness.detrack_fake` runs it, that also
+"""The DeTrack fake in its own process, as `python -m harness.demo.detrack_fake` runs it, that also
 says on SIGTERM what it answered: benchmarks count the 429s the server gave, whoever the
 clients were (dispatcher processes report no such figure).
 
@@ -19,7 +19,7 @@ import threading
 import time
 from collections import Counter
 
-from harness.detrack_fake import DetrackFake
+from harness.demo.detrack_fake import DetrackFake
 
 
 def summary(fake: DetrackFake, time_scale: float) -> dict[str, object]:

@@ -24,11 +24,11 @@ import psycopg
 
 from bench.common import scratch_database
 from harness.config import PermitSettings
+from harness.demo.samples import sample_pdf
 from harness.permits.consumer import PermitConsumer
 from harness.permits.store import PermitStore
 from harness.permits.upload import PermitUploader
 from harness.s3 import make_client
-from harness.samples import sample_pdf
 
 PDF_SIZE = 50_000
 

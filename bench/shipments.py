@@ -43,8 +43,8 @@ import psycopg
 
 from bench.common import scratch_database
 from bench.permits import PDF_SIZE, stage, start_moto
-from harness.detrack_fake import DetrackFake
-from harness.leases import LeaseKeeper
+from harness.demo.detrack_fake import DetrackFake
+from harness.runtime.leases import LeaseKeeper
 from harness.s3 import make_client as make_s3_client
 from harness.shipments.client import DetrackClient, RetryPolicy
 from harness.shipments.dispatcher import DispatchSettings, ShipmentDispatcher
@@ -126,7 +126,7 @@ def _sync_all(conn: psycopg.Connection) -> tuple[int, float]:
 
 
 def start_fake_server(limit: int, time_scale: float = 1.0) -> tuple[subprocess.Popen, str]:
-    """The DeTrack fake in its own process (bench.detrack_server: harness.detrack_fake's fake,
+    """The DeTrack fake in its own process (bench.detrack_server: harness.demo.detrack_fake's fake,
     which also reports what it answered)."""
     server = subprocess.Popen(
         [

@@ -2,7 +2,7 @@
 
 Exit codes, for schedulers: 0 success, 1 the job ran and found a problem (drift, dead letters,
 failed items), 2 configuration or usage error, 3 the database or a destination could not be
-reached and work waits (`harness run`; see harness.outcome).
+reached and work waits (`harness run`; see harness.runtime.outcome).
 """
 
 from __future__ import annotations
@@ -55,9 +55,9 @@ def run_all(
     waits. PGFERRY_PIPELINES=permits or =shipments runs one of them."""
     if ctx.invoked_subcommand is not None:
         return
-    from harness import logs
     from harness.commands.common import configured, require_database_url
-    from harness.worker import run_worker
+    from harness.ops import logs
+    from harness.runtime.worker import run_worker
 
     url = require_database_url()
     logs.configure()
@@ -67,6 +67,6 @@ def run_all(
 @app.command("demo")
 def demo() -> None:
     """Run the whole system on embedded defaults (embedded PostgreSQL, nothing to configure)."""
-    from harness.demo import run_demo
+    from harness.demo.run import run_demo
 
     raise typer.Exit(run_demo(console))

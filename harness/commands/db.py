@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from harness.commands.common import EXIT_PROBLEM, console, require_database_url
-from harness.paths import SqlLayout, default_layout
-from harness.settings import redacted
+from harness.config import redacted
+from harness.deploy.paths import SqlLayout, default_layout
 
 db_app = typer.Typer(
     help="Deploy, roll back and check the SQL package (Alembic, DATABASE_URL).",
@@ -37,7 +37,7 @@ def db_upgrade(
     root: RootOption = None,
 ) -> None:
     """Upgrade the database to REVISION (default: head)."""
-    from harness import migrate
+    from harness.deploy import migrate
 
     layout = _layout(root)
     if sql:
@@ -54,7 +54,7 @@ def db_downgrade(
     root: RootOption = None,
 ) -> None:
     """Downgrade the database to REVISION (`base` removes every object of ours)."""
-    from harness import migrate
+    from harness.deploy import migrate
 
     url = require_database_url()
     migrate.downgrade(url, revision, _layout(root))
@@ -67,7 +67,7 @@ def db_check(root: RootOption = None) -> None:
 
     Exits 1 when the database is behind head or any object differs, is missing or unexpected.
     """
-    from harness import drift, migrate
+    from harness.deploy import drift, migrate
 
     layout = _layout(root)
     url = require_database_url()
@@ -93,7 +93,7 @@ def db_freeze(
     root: RootOption = None,
 ) -> None:
     """Freeze changed definition files into a new revision (copies, never links)."""
-    from harness import history
+    from harness.deploy import history
 
     layout = _layout(root)
     revision = history.freeze(layout, message, with_schema=schema)
@@ -108,7 +108,7 @@ def db_freeze(
 @db_app.command("seal")
 def db_seal(root: RootOption = None) -> None:
     """Record checksums of new history files; refuse if sealed history was edited."""
-    from harness import history
+    from harness.deploy import history
 
     try:
         added = history.seal(_layout(root))

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from harness.commands.common import console, require_database_url
-from harness.extract import ExtractedTable
+from harness.ops.extract import ExtractedTable
 
 
 def extract(
@@ -29,7 +29,7 @@ def extract(
 
     The hash salt comes from PGFERRY_MASK_SALT; keep it secret and stable so hashes stay joinable.
     """
-    from harness import extract as extracting
+    from harness.ops import extract as extracting
     from harness.s3 import S3Location
 
     url = require_database_url()

@@ -57,7 +57,7 @@ def cancel(
     ] = "",
 ) -> None:
     """Ask running workers to stop cleanly: they finish the batch in hand and exit 0."""
-    from harness.lifecycle import request_cancel
+    from harness.runtime.lifecycle import request_cancel
 
     request_cancel(require_database_url(), worker)
     console.print(f"cancel sent to {worker or 'every worker'}")
@@ -66,8 +66,8 @@ def cancel(
 @alerts_app.command("send")
 def alerts_send() -> None:
     """Mail every queued alert now (the worker also does this each cycle)."""
-    from harness.alerts import send_pending_alerts
     from harness.config import AlertSettings, load
+    from harness.ops.alerts import send_pending_alerts
 
     settings = configured(lambda: load(AlertSettings))
     if not settings.smtp_host or not settings.recipients:
@@ -86,9 +86,9 @@ def report_daily(
 ) -> None:
     """The daily summary: runs, most recent run and status, items moved, failures, dead
     letters, lag. Printed, and mailed to ALERT_TO when SMTP is configured."""
-    from harness.alerts import send_mail
     from harness.config import AlertSettings, load
-    from harness.report import daily_report, report_text
+    from harness.ops.alerts import send_mail
+    from harness.ops.report import daily_report, report_text
 
     with psycopg.connect(require_database_url(), autocommit=True) as connection:
         text = report_text(daily_report(connection))

@@ -8,7 +8,6 @@ from typing import Annotated
 import psycopg
 import typer
 
-from harness import logs
 from harness.commands.common import (
     EXIT_CONFIG,
     EXIT_PROBLEM,
@@ -16,6 +15,7 @@ from harness.commands.common import (
     console,
     require_database_url,
 )
+from harness.ops import logs
 
 permits_app = typer.Typer(help="Operate the permit pipeline.", no_args_is_help=True)
 
@@ -31,7 +31,7 @@ def run_permits(
     made them), 2 on bad configuration, 3 when S3 or the database could not be reached and
     permits wait.
     """
-    from harness.worker import run_worker
+    from harness.runtime.worker import run_worker
 
     url = require_database_url()
     logs.configure()

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from harness import logs
 from harness.commands.common import configured, console, require_database_url
+from harness.ops import logs
 
 
 def run_shipments(
@@ -22,7 +22,7 @@ def run_shipments(
     run made them), 2 on bad configuration (e.g. no DETRACK_API_KEY), 3 when DeTrack or the
     database could not be reached and jobs wait.
     """
-    from harness.worker import run_worker
+    from harness.runtime.worker import run_worker
 
     url = require_database_url()
     logs.configure()

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from harness.commands.common import EXIT_PROBLEM, console, require_database_url
-from harness.status import Status, read_status
+from harness.ops.status import Status, read_status
 
 
 def status(

@@ -5,7 +5,7 @@ Nothing is held across S3 calls: the claim is committed (a lease) before any upl
 is a short transaction after them. A crash at any point leaves either a lease that expires (the
 row is claimed again, the upload is idempotent) or a committed move.
 
-Fenced (harness.leases): each batch is claimed under a fencing token that a LeaseKeeper tracks.
+Fenced (harness.runtime.leases): a batch is claimed under a fencing token, tracked by a LeaseKeeper.
 Its heartbeat, on a connection of its own, extends the leases while uploads run, so a slow batch
 keeps its permits; a PUT is sent only while the lease certainly holds, and the move and the
 failures are written only to rows that still carry the token. A worker that lost its lease
@@ -24,11 +24,11 @@ from functools import partial
 
 import psycopg
 
-from harness import failpoints
 from harness.config import PermitSettings
-from harness.leases import CallAbandoned, LeaseKeeper
 from harness.permits.store import Claim, ClaimedPermit, Failure, PermitStore, Upload
 from harness.permits.upload import PermitUploader, UploadError
+from harness.runtime import failpoints
+from harness.runtime.leases import CallAbandoned, LeaseKeeper
 
 log = logging.getLogger(__name__)
 LEASE_POLL_SECONDS = 1.0

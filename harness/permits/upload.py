@@ -22,8 +22,8 @@ from urllib.parse import quote, unquote
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from harness import failpoints
 from harness.permits.store import ClaimedPermit, Upload
+from harness.runtime import failpoints
 
 SHA256_METADATA = "sha256"
 GUARD_HOOK_ID = "pgferry-permit-lease-guard"
@@ -31,7 +31,7 @@ GUARD_HOOK_ID = "pgferry-permit-lease-guard"
 
 class Guard(Protocol):
     def check(self) -> None:
-        """Raise harness.leases.CallAbandoned unless a request may be sent now."""
+        """Raise harness.runtime.leases.CallAbandoned unless a request may be sent now."""
 
 
 class UploadError(Exception):

@@ -4,7 +4,7 @@ Transient failures (429, 5xx, timeouts, connection errors) are retried inside a 
 exponential backoff and full jitter, honouring Retry-After. Everything else is an answer: the
 caller gets the status and the full body and decides. Nothing here writes to the database.
 
-Every request waits for the shared rate limit, then asks the call's guard (harness.leases)
+Every request waits for the shared rate limit, then asks the call's guard (harness.runtime.leases)
 whether it may still be sent: under a claim, only while the lease certainly holds for the whole
 request. Every wait goes through the guard too, so a stop or a lost lease ends it at once and a
 wait longer than the lease gives the work back instead of holding it.
@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import httpx
 import psycopg
 
-from harness.leases import CallAbandoned, Unguarded
+from harness.runtime.leases import CallAbandoned, Unguarded
 from harness.shipments.limiter import RateLimiter
 
 ALREADY_TAKEN = "is already taken"

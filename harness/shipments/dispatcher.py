@@ -8,7 +8,7 @@ values (the ERP changed it meanwhile) is adopted and updated next. DeTrack's own
 date) makes the second create impossible; the lookup makes it visible and never stale.
 
 No stale write after a takeover: each round is claimed under a fencing token, its leases are
-extended by a heartbeat while its calls run (harness.leases), every request is sent only while
+extended by a heartbeat while its calls run (runtime.leases), every request is sent only while
 the lease certainly covers it, and the database records results only under the current token.
 """
 
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from harness import failpoints
-from harness.leases import CallAbandoned, LeaseKeeper, Unguarded
+from harness.runtime import failpoints
+from harness.runtime.leases import CallAbandoned, LeaseKeeper, Unguarded
 from harness.shipments.client import (
     MAX_BATCH,
     CallGuard,

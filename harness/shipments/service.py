@@ -9,9 +9,8 @@ from functools import partial
 
 import psycopg
 
-from harness.config import DetrackSettings, ShipmentSettings, load
-from harness.leases import LeaseKeeper, lease_horizon, lease_margin
-from harness.settings import ConfigurationError
+from harness.config import ConfigurationError, DetrackSettings, ShipmentSettings, load
+from harness.runtime.leases import LeaseKeeper, lease_horizon, lease_margin
 from harness.shipments.client import DetrackClient, RetryPolicy
 from harness.shipments.dispatcher import DispatchSettings, ShipmentDispatcher, call_seconds
 from harness.shipments.limiter import RateLimiter, SharedLimiter

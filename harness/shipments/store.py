@@ -10,7 +10,7 @@ import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from harness.conflicts import retry_conflicts
+from harness.runtime.conflicts import retry_conflicts
 
 FINAL_STATUSES = ("completed", "completed_partial", "failed")
 

@@ -1,0 +1,1 @@
+"""Deployment: the SQL package's layout, its Alembic revisions, frozen history and drift check."""

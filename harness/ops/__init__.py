@@ -1,0 +1,1 @@
+"""Operations: status, the daily report, alert mail, logs and development extracts."""

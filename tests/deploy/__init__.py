@@ -1,0 +1,1 @@
+"""Deployment: Alembic revisions, frozen history, drift, packaging."""

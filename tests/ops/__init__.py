@@ -1,0 +1,1 @@
+"""Operations: status, alerts, report, journal, extracts."""

@@ -1,0 +1,1 @@
+"""The permit pipeline end to end, its failures and its fencing."""

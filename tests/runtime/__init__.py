@@ -1,0 +1,1 @@
+"""The worker runtime: exit codes, stop and wake-ups, pipelines side by side."""

@@ -1,0 +1,1 @@
+"""The SQL package itself: merges, process control, error logging, roles."""

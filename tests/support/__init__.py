@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: servers on loopback, databases, staged data."""
