@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -25,10 +25,11 @@ from functools import partial
 import psycopg
 
 from harness.config import PermitSettings
-from harness.permits.store import Claim, ClaimedPermit, Failure, PermitStore, Upload
+from harness.permits.store import ClaimedPermit, Failure, PermitStore, Upload
 from harness.permits.upload import PermitUploader, UploadError
 from harness.runtime import failpoints
 from harness.runtime.leases import CallAbandoned, LeaseKeeper
+from harness.runtime.rounds import InFlight, run_rounds
 
 log = logging.getLogger(__name__)
 LEASE_POLL_SECONDS = 1.0
@@ -37,15 +38,7 @@ LEASE_POLL_SECONDS = 1.0
 UPLOAD_CALL_SECONDS = 60.0
 
 UploadOutcome = Upload | UploadError | CallAbandoned
-
-
-@dataclass(frozen=True)
-class InFlight:
-    """A claimed batch whose uploads are queued or running."""
-
-    token: int
-    permits: list[ClaimedPermit]
-    futures: list[Future[UploadOutcome]]
+Uploads = InFlight[ClaimedPermit, UploadOutcome]  # a claimed batch, its uploads under way
 
 
 @dataclass
@@ -107,39 +100,33 @@ class PermitConsumer:
         permit, are waited for until they are moved or their lease expires; rows waiting for a
         retry time are left for a later run. Ends by purging long-stranded rows.
 
-        Batches overlap: the next batch is claimed and its uploads queued before the previous
-        one is moved, so the upload threads never wait for the database."""
-        try:
-            return self._drain(wait_for_leases)
-        except BaseException:
-            # a claim whose results can no longer be recorded (a dropped connection, a
-            # deadlock): the heartbeat must stop extending it, or its rows stay leased to this
-            # worker for good; its leases lapse and any worker takes the rows after them
-            self.leases.release_all()
-            raise
-
-    def _drain(self, wait_for_leases: bool) -> RunTotals:
+        Batches overlap (harness.runtime.rounds): the next batch is claimed and its uploads
+        queued before the previous one is moved, so the upload threads never wait for the
+        database; a failure lets every lease of the drain lapse."""
         totals = RunTotals()
-        in_flight: InFlight | None = None
-        while True:
-            claim = Claim(0, []) if self.stop.is_set() else self._claim(totals)
-            next_flight = self._start_uploads(claim) if claim.permits else None
-            if in_flight:
-                self._finish(in_flight, totals)
-            in_flight = next_flight
-            if in_flight or claim.permits:
-                continue
-            if self.stop.is_set():
-                return totals
-            totals.processes_consumed += self.store.finish_drained_processes()
-            backlog = self.store.backlog()
-            if backlog.claimable:
-                continue
-            if not (wait_for_leases and backlog.leased):
-                break
-            self._wait_until(backlog.next_wake)
-        totals.purged += self.purge_stranded()
+        drained = run_rounds(
+            self.leases,
+            self.stop,
+            claim=partial(self._claim, totals),
+            settle=partial(self._finish, totals),
+            idle=partial(self._idle, totals, wait_for_leases),
+            report=partial(self.on_batch, totals),
+        )
+        if drained:
+            totals.purged += self.purge_stranded()
         return totals
+
+    def _idle(self, totals: RunTotals, wait_for_leases: bool, _claimed: bool) -> bool:
+        """A pass claimed nothing: record the processes drained, then claim again while rows
+        are claimable, or (``wait_for_leases``) once the next lease held elsewhere may be up."""
+        totals.processes_consumed += self.store.finish_drained_processes()
+        backlog = self.store.backlog()
+        if backlog.claimable:
+            return True
+        if not (wait_for_leases and backlog.leased):
+            return False
+        self._wait_until(backlog.next_wake)
+        return True
 
     def purge_stranded(self) -> int:
         """Purge staged rows stranded longer than PERMITS_PURGE_FAILED_AFTER_HOURS."""
@@ -156,7 +143,9 @@ class PermitConsumer:
         self._pool.shutdown(wait=True)
         self.leases.close()
 
-    def _claim(self, totals: RunTotals) -> Claim:
+    def _claim(self, totals: RunTotals) -> Uploads | None:
+        """Claim a batch and queue its uploads; None when it claimed nothing. A batch of
+        duplicates and dead rows only is a round too, with nothing to upload."""
         lease = timedelta(seconds=self.settings.lease_seconds)
         claimed_at = self.leases.now()
         claim = self.store.claim(
@@ -169,12 +158,9 @@ class PermitConsumer:
         totals.claimed += len(claim.permits)
         totals.duplicates += sum(1 for p in claim.permits if p.outcome == "duplicate")
         totals.rejected += sum(1 for p in claim.permits if p.outcome == "dead")
-        return claim
-
-    def _start_uploads(self, claim: Claim) -> InFlight:
-        to_upload = claim.to_upload
-        futures = [self._pool.submit(self._upload_one, claim.token, p) for p in to_upload]
-        return InFlight(claim.token, to_upload, futures)
+        if not claim.permits:
+            return None
+        return InFlight.queue(self._pool, claim.token, claim.to_upload, self._upload_one)
 
     def _upload_one(self, token: int, permit: ClaimedPermit) -> UploadOutcome:
         call_seconds = min(UPLOAD_CALL_SECONDS, self.settings.lease_seconds / 3)
@@ -184,10 +170,9 @@ class PermitConsumer:
         except (UploadError, CallAbandoned) as outcome:
             return outcome
 
-    def _finish(self, flight: InFlight, totals: RunTotals) -> None:
+    def _finish(self, totals: RunTotals, flight: Uploads) -> None:
         uploads, failures, abandoned = [], [], 0
-        for permit, future in zip(flight.permits, flight.futures, strict=True):
-            outcome = future.result()
+        for permit, outcome in zip(flight.items, flight.results(), strict=True):
             if isinstance(outcome, Upload):
                 uploads.append(outcome)
             elif isinstance(outcome, CallAbandoned):
@@ -202,11 +187,8 @@ class PermitConsumer:
                         outcome.stored_sha256,
                     )
                 )
-        try:
-            self._move(flight.token, uploads, totals)
-            self._record(flight.token, failures, totals)
-        finally:
-            self.leases.release(flight.token)
+        self._move(flight.token, uploads, totals)
+        self._record(flight.token, failures, totals)
         totals.lease_lost += abandoned
         log.info(
             "permit batch done",
@@ -217,7 +199,6 @@ class PermitConsumer:
                 "moved": totals.moved,
             },
         )
-        self.on_batch(totals)
 
     def _move(self, token: int, uploads: list[Upload], totals: RunTotals) -> None:
         if not uploads:

@@ -18,13 +18,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from harness.runtime import failpoints
 from harness.runtime.leases import CallAbandoned, LeaseKeeper, Unguarded
+from harness.runtime.rounds import InFlight, run_rounds
 from harness.shipments.client import (
     MAX_BATCH,
     CallGuard,
@@ -37,6 +39,8 @@ from harness.shipments.store import ClaimedJob, ShipmentStore
 log = logging.getLogger(__name__)
 IDENTITY_FIELDS = ("do_number", "date", "type")
 OPERATIONS = ("create", "update", "delete", "delete_if_ours")
+Batch = tuple[str, list[ClaimedJob]]  # one DeTrack call: an operation, up to MAX_BATCH jobs
+Calls = InFlight[Batch, list[dict[str, Any]]]  # a claimed round, its calls under way
 
 
 @dataclass(frozen=True)
@@ -52,15 +56,6 @@ class DispatchSettings:
     # statuses are read at most this often: each search is a request against the same
     # 60-a-minute budget that creates need
     status_poll_seconds: float = 60
-
-
-@dataclass(frozen=True)
-class InFlight:
-    """A claimed round whose DeTrack calls are queued or running, under one fencing token."""
-
-    token: int
-    jobs: int
-    calls: list[Future[list[dict[str, Any]]]]
 
 
 @dataclass
@@ -111,39 +106,25 @@ class ShipmentDispatcher:
         pending that is due, then read statuses back. Returns when nothing due is left (or on
         stop).
 
-        Rounds overlap: the next round is claimed and its calls queued before the previous
-        round's results are recorded, so the HTTP threads never wait for the database."""
+        Rounds overlap (harness.runtime.rounds): the next round is claimed and its calls
+        queued before the previous round's results are recorded, so the HTTP threads never wait
+        for the database; a failure lets every lease of the drain lapse."""
         totals = DispatchTotals()
         totals.erp_synced += self.sync_erp_changes()
         totals.assigned += self.store.apply_assignment_rules()
-        try:
-            self._send_rounds(totals)
-        except BaseException:
-            # a round's results cannot be recorded (the database went away, a bug): stop
-            # extending its leases, so they lapse and another worker takes the jobs
-            self.leases.release_all()
-            raise
+        run_rounds(
+            self.leases,
+            self.stop,
+            claim=self._claim,
+            settle=partial(self._record, totals),
+            # the last round may have left jobs due again at once (a replaced key's create,
+            # a job changed while its call ran): claim until a pass finds nothing
+            idle=lambda claimed_since_idle: claimed_since_idle,
+            report=partial(self.on_batch, totals),
+        )
         if not self.stop.is_set() and self._status_poll_due():
             self.poll_statuses(totals)
         return totals
-
-    def _send_rounds(self, totals: DispatchTotals) -> None:
-        in_flight: InFlight | None = None
-        claimed_since_idle = False
-        while True:
-            claimed = [] if self.stop.is_set() else self._claim()
-            claimed_since_idle = claimed_since_idle or bool(claimed)
-            next_flight = self._start_calls(claimed) if claimed else None
-            if in_flight:
-                self._record(in_flight, totals)
-            in_flight = next_flight
-            if in_flight:
-                continue
-            # the last round may have left jobs due again at once (a replaced key's create,
-            # a job changed while its call ran): claim until a pass finds nothing
-            if not claimed_since_idle or self.stop.is_set():
-                return
-            claimed_since_idle = False
 
     def sync_erp_changes(self) -> int:
         """Take the ERP changes the triggers recorded, a batch per transaction, until none
@@ -166,29 +147,26 @@ class ShipmentDispatcher:
         self._last_status_poll = now
         return True
 
-    def _claim(self) -> list[ClaimedJob]:
+    def _claim(self) -> Calls | None:
+        """Claim a round and queue its calls, a batch per operation; None when it claimed
+        nothing."""
         lease = timedelta(seconds=self.settings.lease_seconds)
         claimed_at = self.leases.now()
         claimed = self.store.claim(self.worker, self.settings.claim_size, lease)
-        if claimed:
-            self.leases.track(claimed[0].lease_token, claimed_at, len(claimed))
-        return claimed
-
-    def _start_calls(self, claimed: list[ClaimedJob]) -> InFlight:
+        if not claimed:
+            return None
         token = claimed[0].lease_token
-        chunks = [
+        self.leases.track(token, claimed_at, len(claimed))
+        batches = [
             (operation, batch)
             for operation in OPERATIONS
             for batch in _chunks([j for j in claimed if j.operation == operation], MAX_BATCH)
         ]
-        calls = [
-            self._pool.submit(self._send, operation, batch, token) for operation, batch in chunks
-        ]
-        return InFlight(token, len(claimed), calls)
+        return InFlight.queue(self._pool, token, batches, self._send)
 
-    def _record(self, flight: InFlight, totals: DispatchTotals) -> None:
-        results = [result for future in flight.calls for result in future.result()]
-        totals.lease_lost += flight.jobs - len(results)
+    def _record(self, totals: DispatchTotals, flight: Calls) -> None:
+        results = [result for answers in flight.results() for result in answers]
+        totals.lease_lost += sum(len(jobs) for _, jobs in flight.items) - len(results)
         failpoints.reach("before_record_results")
         settled = self.store.record(
             self.worker,
@@ -197,8 +175,7 @@ class ShipmentDispatcher:
             timedelta(seconds=self.settings.retry_base_seconds),
             timedelta(seconds=self.settings.retry_cap_seconds),
         )
-        self.leases.release(flight.token)
-        totals.calls += len(flight.calls)
+        totals.calls += len(flight.items)
         totals.sent += sum(1 for r in results if r["outcome"] != "released")
         totals.released += sum(1 for r in results if r["outcome"] == "released")
         totals.synced += settled.synced
@@ -206,7 +183,6 @@ class ShipmentDispatcher:
         totals.retrying += settled.retrying
         totals.dead += settled.dead
         totals.failed_job_ids += [r["job_id"] for r in results if r["outcome"] == "failed"]
-        self.on_batch(totals)
 
     def poll_statuses(self, totals: DispatchTotals, limit: int = MAX_BATCH) -> None:
         """One search call for the jobs whose delivery status is oldest; changes flow to the
@@ -225,9 +201,10 @@ class ShipmentDispatcher:
         ]
         totals.statuses += self.store.record_statuses(statuses, due)
 
-    def _send(self, operation: str, jobs: list[ClaimedJob], token: int) -> list[dict[str, Any]]:
+    def _send(self, token: int, batch: Batch) -> list[dict[str, Any]]:
         """One DeTrack call for jobs of one claim; the results to record (none when the lease
         was lost: the jobs may be another worker's now)."""
+        operation, jobs = batch
         guard = self.leases.guard(token, call_seconds(self.client.timeout), self.stop)
         try:
             outcomes = self._call(operation, jobs, guard)
