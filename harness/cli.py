@@ -3,15 +3,21 @@
 Exit codes, for schedulers: 0 success, 1 the job ran and found a problem (drift, dead letters,
 failed items), 2 configuration or usage error, 3 the database or a destination could not be
 reached and work waits (`harness run`; see harness.runtime.outcome).
+
+Every command runs inside HarnessGroup.invoke: a fault that escapes it is answered in one or two
+lines on stderr with its exit code (harness.commands.faults, docs/faults.md); `--debug` or
+PGFERRY_DEBUG=1 adds the traceback. Output is scrubbed of secrets on the way out.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
-from harness.commands.common import console
+from harness.commands.common import console, out, start_worker
 from harness.commands.db import db_app
 from harness.commands.extract import extract
 from harness.commands.operations import alerts_app, cancel, report_app, retry, verify
@@ -19,7 +25,26 @@ from harness.commands.permits import permits_app, run_permits
 from harness.commands.shipments import run_shipments
 from harness.commands.status import status
 
+
+class HarnessGroup(TyperGroup):
+    """The root command: runs the chosen command with secrets scrubbed from its output and
+    its faults described (harness.commands.faults)."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        from harness.commands.faults import report, scrubbed_output
+
+        with scrubbed_output():
+            try:
+                return super().invoke(ctx)
+            except (typer.Exit, typer.Abort, typer.TyperException):
+                raise  # an exit code chosen by the command, or a usage error Typer reports
+            except Exception as error:
+                code = report(error, debug=bool(ctx.params.get("debug")), stderr=sys.stderr)
+                raise typer.Exit(code) from None
+
+
 app = typer.Typer(
+    cls=HarnessGroup,
     help="pgferry harness: deploy the SQL package and run the pipelines.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -42,6 +67,21 @@ app.add_typer(alerts_app, name="alerts")
 app.add_typer(report_app, name="report")
 
 
+@app.callback()
+def harness(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            envvar="PGFERRY_DEBUG",
+            help="On a fault, print the traceback before the one-line message.",
+        ),
+    ] = False,
+) -> None:
+    # the option is read by HarnessGroup.invoke; nothing else to set up
+    pass
+
+
 @run_app.callback()
 def run_all(
     ctx: typer.Context,
@@ -55,13 +95,7 @@ def run_all(
     waits. PGFERRY_PIPELINES=permits or =shipments runs one of them."""
     if ctx.invoked_subcommand is not None:
         return
-    from harness.commands.common import configured, require_database_url
-    from harness.ops import logs
-    from harness.runtime.worker import run_worker
-
-    url = require_database_url()
-    logs.configure()
-    raise typer.Exit(configured(lambda: run_worker(url, console, loop=loop)))
+    raise typer.Exit(start_worker(console, out, loop=loop))
 
 
 @app.command("demo")

@@ -8,33 +8,107 @@ them and never printed: the models below keep only what is not secret, or hide i
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
-from typing import TypeVar
+from collections.abc import Callable, Collection
+from typing import Any, TypeVar
+from urllib.parse import quote, quote_plus, unquote
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 
 class ConfigurationError(Exception):
-    """A setting is missing or malformed; the message says which and how to fix it."""
+    """Settings are missing or malformed: one problem a line, each naming the variable and what
+    it expects. Several problems are reported together, so one run shows every fix to make."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+def collect(*steps: Callable[[], Any]) -> list[Any]:
+    """Run every step; the configuration problems of all of them raised together."""
+    results: list[Any] = []
+    problems: list[str] = []
+    for step in steps:
+        try:
+            results.append(step())
+        except ConfigurationError as error:
+            problems += error.problems
+            results.append(None)
+    if problems:
+        raise ConfigurationError(*problems)
+    return results
+
+
+URL_EXAMPLE = "postgresql://pgferry@db.example:5432/pgferry"
 
 
 def database_url(explicit: str | None = None) -> str:
-    """The libpq URL of the pgferry database: ``explicit`` or the DATABASE_URL variable."""
+    """The libpq URL of the pgferry database: ``explicit`` or the DATABASE_URL variable.
+
+    Keyword/value strings (``host=... dbname=...``) are refused: every tool here (Alembic,
+    psql, the logs) takes the URL form. No message repeats any part of the value."""
     url = explicit or os.environ.get("DATABASE_URL")
     if not url:
         raise ConfigurationError(
-            "DATABASE_URL is not set; export it as a libpq URL, "
-            "e.g. DATABASE_URL=postgresql://pgferry@db.example:5432/pgferry"
+            f"DATABASE_URL is not set; export it as a libpq URL, e.g. DATABASE_URL={URL_EXAMPLE}"
         )
-    if not url.startswith(("postgresql://", "postgres://")):
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", url)
+    if scheme is None:
+        kind = "a keyword/value string (host=... dbname=...)" if "=" in url else "not a URL"
         raise ConfigurationError(
-            "DATABASE_URL must be a libpq URL starting with postgresql:// "
-            f"(got one starting with {url.split(':', 1)[0]!r})"
+            f"DATABASE_URL is {kind}; write it as a URL, e.g. {URL_EXAMPLE}"
+            " (the password in PGPASSWORD or ~/.pgpass)"
         )
+    if scheme.group(1).lower() not in ("postgresql", "postgres"):
+        raise ConfigurationError(
+            f"DATABASE_URL must start with postgresql:// (it starts with {scheme.group(1)}://),"
+            f" e.g. {URL_EXAMPLE}"
+        )
+    _check_url_syntax(url)
     return url
+
+
+def _check_url_syntax(url: str) -> None:
+    """What libpq would only find at connect time: a port that is not a number, a parameter
+    it does not know, a broken percent-encoding."""
+    for host in _hosts(url):
+        after_ipv6 = host.rsplit("]", 1)[-1]  # [::1]:5432
+        port = after_ipv6.rpartition(":")[2] if ":" in after_ipv6 else ""
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ConfigurationError(
+                "DATABASE_URL has a port that is not a number from 1 to 65535;"
+                f" write host:port, e.g. {URL_EXAMPLE}"
+            )
+    try:
+        conninfo_to_dict(url)
+    except psycopg.ProgrammingError as error:
+        reason = scrub(str(error).strip().splitlines()[0], secret_values() | _url_secrets(url))
+        raise ConfigurationError(
+            f"DATABASE_URL is not a valid libpq URL ({reason}), e.g. {URL_EXAMPLE}"
+        ) from None
+
+
+def _hosts(url: str) -> list[str]:
+    """The host[:port] entries of a (possibly multi-host) URL."""
+    netloc = urlsplit_raw(url)[1]
+    hostports = netloc.rpartition("@")[2]
+    return [h for h in hostports.split(",") if h]
+
+
+def urlsplit_raw(url: str) -> tuple[str, str, str]:
+    """(scheme, netloc, rest) without interpreting anything (urllib would choke on a bad port)."""
+    scheme, _, after = url.partition("://")
+    cut = min((i for i in (after.find("/"), after.find("?")) if i >= 0), default=len(after))
+    return scheme, after[:cut], after[cut:]
 
 
 def sqlalchemy_url(explicit: str | None = None, *, required: bool = True) -> str:
@@ -49,9 +123,75 @@ def sqlalchemy_url(explicit: str | None = None, *, required: bool = True) -> str
     )
 
 
+# Environment variables whose values are secrets: never printed, masked wherever they show up.
+SECRET_VARIABLES = (
+    "PGPASSWORD",
+    "PGFERRY_MASK_SALT",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "DETRACK_API_KEY",
+    "SMTP_PASSWORD",
+)
+# libpq connection parameters that hold secrets, in a URL query or a keyword/value string
+SECRET_PARAMETERS = ("password", "sslpassword")
+# shorter values are masked where they stand as a password, not wherever the text occurs
+MIN_SECRET_LENGTH = 4
+MASK = "***"
+
+_USERINFO = re.compile(r"(?P<head>://[^\s/:@]*:)(?P<secret>[^\s/]*)(?=@)")
+_PARAMETER = re.compile(
+    r"(?P<head>(?<![\w-])[a-z_]*password\s*=\s*)(?P<secret>'(?:[^'\\]|\\.)*'|[^\s&;,)'\"]*)",
+    re.IGNORECASE,
+)
+
+
+def secret_values() -> frozenset[str]:
+    """Every secret this process knows of, as it may be printed: raw, percent-encoded and as
+    JSON escapes it (the logs)."""
+    values = {os.environ.get(name, "") for name in SECRET_VARIABLES}
+    values |= {v or "" for k, v in _env_file_values().items() if k.upper() in SECRET_VARIABLES}
+    values |= _url_secrets(os.environ.get("DATABASE_URL", ""))
+    variants = set()
+    for value in values:
+        if value:
+            variants |= {value, quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1]}
+    return frozenset(variants)
+
+
+def _env_file_values() -> dict[str, str | None]:
+    if not ENV_FILE or not os.path.isfile(ENV_FILE):
+        return {}
+    from dotenv import dotenv_values
+
+    return dict(dotenv_values(ENV_FILE))
+
+
+def _url_secrets(url: str) -> set[str]:
+    """The password of a URL's userinfo, and of its password/sslpassword parameters, or of a
+    keyword/value string; raw and decoded."""
+    found: set[str] = set()
+    if "://" in url:
+        userinfo = urlsplit_raw(url)[1].rpartition("@")[0]
+        if ":" in userinfo:
+            found.add(userinfo.partition(":")[2])
+    found |= {match.group("secret").strip("'") for match in _PARAMETER.finditer(url)}
+    return found | {unquote(value) for value in found}
+
+
+def scrub(text: str, secrets: Collection[str] | None = None) -> str:
+    """``text`` with every known secret (``secrets``, default: secret_values()) and every
+    password-shaped value masked: a URL's userinfo password, ``password=``/``sslpassword=``
+    in a query or a keyword/value string."""
+    for value in sorted(secret_values() if secrets is None else secrets, key=len, reverse=True):
+        if len(value) >= MIN_SECRET_LENGTH and value in text:
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])", MASK, text)
+    text = _USERINFO.sub(lambda m: m.group("head") + MASK, text)
+    return _PARAMETER.sub(lambda m: m.group("head") + MASK, text)
+
+
 def redacted(url: str) -> str:
-    """A URL safe to print: the password replaced by ***."""
-    return make_url(url).render_as_string(hide_password=True)
+    """A URL (or any connection string) safe to print: every password in it masked."""
+    return scrub(url)
 
 
 def url_for_database(url: str, dbname: str) -> str:
@@ -73,7 +213,9 @@ class S3Settings(BaseSettings):
     model_config = _config("S3_")
 
     endpoint_url: str | None = Field(None, description="S3-compatible endpoint; AWS when unset")
-    bucket: str = Field(min_length=1, description="Bucket for permit PDFs")
+    bucket: str = Field(
+        min_length=1, description="the bucket permit PDFs go to", examples=["permits"]
+    )
     prefix: str = Field("permits/", description="Key prefix for permit PDFs")
     region: str = "us-east-1"
 
@@ -105,7 +247,11 @@ class DetrackSettings(BaseSettings):
 
     model_config = _config("DETRACK_")
 
-    api_key: SecretStr = Field(min_length=1, description="X-API-KEY for DeTrack")
+    api_key: SecretStr = Field(
+        min_length=1,
+        description="the DeTrack API key, sent as X-API-KEY",
+        examples=["<the key from DeTrack's settings page>"],
+    )
     base_url: str = Field("https://app.detrack.com/api/v2", description="API base URL")
     rate_limit_per_minute: int = Field(60, ge=1, description="Client-side request limit")
     timeout_seconds: float = Field(30, gt=0, description="Per-request timeout")
@@ -135,7 +281,7 @@ class AlertSettings(BaseSettings):
     model_config = _config("")
 
     smtp_host: str | None = Field(None, description="SMTP server; unset disables mail")
-    smtp_port: int = Field(587, description="SMTP port")
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port")
     smtp_starttls: bool = Field(True, description="Upgrade the connection with STARTTLS")
     smtp_user: str | None = Field(None, description="SMTP login")
     smtp_password: SecretStr | None = Field(None, description="SMTP password (secret)")
@@ -157,13 +303,47 @@ def worker_id() -> str:
 
 
 def load(model: type[SettingsT]) -> SettingsT:
-    """Build a settings model, turning validation errors into one clear message."""
+    """Build a settings model; every malformed or missing variable of it, in plain words, in
+    one ConfigurationError."""
     try:
         return model()
     except ValidationError as error:
-        prefix = model.model_config.get("env_prefix", "")
-        problems = "; ".join(
-            f"{prefix}{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
-            for e in error.errors()
-        )
-        raise ConfigurationError(problems) from error
+        raise ConfigurationError(*(_plain(model, e) for e in error.errors())) from None
+
+
+def _plain(model: type[BaseSettings], error: Any) -> str:
+    """One pydantic error as a DBA reads it: the variable, what it expects, what it got."""
+    name = str(error["loc"][0]) if error["loc"] else ""
+    variable = f"{model.model_config.get('env_prefix', '')}{name}".upper()
+    field = model.model_fields.get(name)
+    if field is None:
+        return f"{variable}: {error['msg']}"
+    if error["type"] == "missing":
+        example = f", e.g. {variable}={field.examples[0]}" if field.examples else ""
+        return f"{variable} is not set: {field.description or 'required'}{example}"
+    secret = "SecretStr" in str(field.annotation)
+    got = "" if secret else f" (got {json.dumps(str(error.get('input', '')))})"
+    if error["type"] in ("string_too_short", "too_short"):
+        example = f", e.g. {variable}={field.examples[0]}" if field.examples else ""
+        return f"{variable} is empty: set {field.description or 'a value'}{example}"
+    if field.annotation not in (bool, int, float):
+        return f"{variable}: {error['msg']}{got}"
+    return f"{variable} must be {_expected(field)}{got}"
+
+
+def _expected(field: FieldInfo) -> str:
+    """'a whole number from 1 to 1000', 'a number greater than 0', 'true or false'."""
+    if field.annotation is bool:
+        return "true or false"
+    kind = "a whole number" if field.annotation is int else "a number"
+    bounds = {
+        name: getattr(m, name)
+        for m in field.metadata
+        for name in ("ge", "gt", "le", "lt")
+        if getattr(m, name, None) is not None
+    }
+    if "ge" in bounds and "le" in bounds:
+        return f"{kind} from {bounds['ge']:g} to {bounds['le']:g}"
+    words = {"ge": "of at least", "gt": "greater than", "le": "of at most", "lt": "less than"}
+    limits = [f"{words[k]} {v:g}" for k, v in bounds.items() if k in words]
+    return " ".join([kind, " and ".join(limits)]).strip()

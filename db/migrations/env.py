@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from harness.config import sqlalchemy_url
+from harness.deploy.migrate import hold_migration_lock
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):
@@ -30,6 +31,8 @@ def run_migrations_online() -> None:
         sqlalchemy_url(config.attributes.get("database_url")), poolclass=pool.NullPool
     )
     with engine.connect() as connection:
+        # one deploy at a time: a second one waits here, then finds the database at head
+        hold_migration_lock(connection)
         context.configure(connection=connection, transactional_ddl=True)
         with context.begin_transaction():
             context.run_migrations()

@@ -102,3 +102,5 @@ AS $function$
 $function$;
 
 REVOKE ALL ON FUNCTION delivery.job_upsert_sql(text) FROM PUBLIC;
+-- called by delivery.upsert_jobs and delivery.shipment_to_job, which run as pgferry_owner
+GRANT EXECUTE ON FUNCTION delivery.job_upsert_sql(text) TO pgferry_owner;

@@ -17,3 +17,6 @@ AS $function$
 $function$;
 
 REVOKE ALL ON FUNCTION delivery.qualifies(text, boolean, text[], boolean) FROM PUBLIC;
+-- the SECURITY DEFINER triggers and copy run as pgferry_owner; without EXECUTE the planner
+-- would not inline it either
+GRANT EXECUTE ON FUNCTION delivery.qualifies(text, boolean, text[], boolean) TO pgferry_owner;

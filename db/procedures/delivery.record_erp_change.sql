@@ -20,3 +20,5 @@ END
 $function$;
 
 REVOKE ALL ON FUNCTION delivery.record_erp_change(text, bigint[]) FROM PUBLIC;
+-- called by the SECURITY DEFINER triggers, which run as pgferry_owner
+GRANT EXECUTE ON FUNCTION delivery.record_erp_change(text, bigint[]) TO pgferry_owner;

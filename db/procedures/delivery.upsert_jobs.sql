@@ -55,5 +55,7 @@ BEGIN
 END
 $function$;
 
-REVOKE ALL ON FUNCTION delivery.upsert_jobs(bigint[]) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION delivery.upsert_jobs(bigint[]) TO pgferry_worker, pgferry_owner;
+-- Internal to the sync and the trigger (both run as pgferry_owner): the worker, which 0004 to
+-- 0008 let call it, maps shipments only through delivery.sync_erp_changes.
+REVOKE ALL ON FUNCTION delivery.upsert_jobs(bigint[]) FROM PUBLIC, pgferry_worker;
+GRANT EXECUTE ON FUNCTION delivery.upsert_jobs(bigint[]) TO pgferry_owner;

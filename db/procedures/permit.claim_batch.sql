@@ -186,8 +186,8 @@ BEGIN
 
     RETURN QUERY
         SELECT c.staged_permit_id, c.permit_number, c.permit_generation - 1,
-               coalesce(nullif(c.permit_document_name, ''), c.new_permit_number, c.permit_number)
-                   || '.pdf',
+               permit.document_file_name(c.permit_document_name, c.new_permit_number,
+                                         c.permit_number),
                s.pdf, c.outcome, c.error
           FROM pgferry_claimed AS c
           LEFT JOIN tps.staged_permit AS s

@@ -28,5 +28,6 @@ BEGIN
 END
 $function$;
 
-REVOKE ALL ON FUNCTION permit.expire_tombstones(bigint) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION permit.expire_tombstones(bigint) TO pgferry_worker;
+-- Internal to permit.claim_batch and permit.tombstone_orphans (both run as pgferry_owner): the
+-- worker, which 0008 let call it, expires tombstones only through them.
+REVOKE ALL ON FUNCTION permit.expire_tombstones(bigint) FROM PUBLIC, pgferry_worker;

@@ -110,8 +110,8 @@ BEGIN
     SELECT DISTINCT ON (m.object_key)
            m.bucket, m.object_key, m.sha256, m.size_bytes,
            'application/pdf'::text AS content_type,
-           coalesce(nullif(m.permit_document_name, ''), m.new_permit_number, m.permit_number)
-               || '.pdf' AS file_name
+           permit.document_file_name(m.permit_document_name, m.new_permit_number,
+                                     m.permit_number) AS file_name
       FROM pgferry_move AS m
      ORDER BY m.object_key, m.staged_permit_id;
     PERFORM etl.merge_table('pg_temp.pgferry_move_documents', 'permit.document',

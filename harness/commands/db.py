@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from harness.commands.common import EXIT_PROBLEM, console, require_database_url
+from harness.commands.common import EXIT_PROBLEM, console, out, require_database_url
 from harness.config import redacted
 from harness.deploy.paths import SqlLayout, default_layout
 
@@ -45,20 +45,28 @@ def db_upgrade(
         return
     url = require_database_url()
     migrate.upgrade(url, revision, layout)
-    console.print(f"upgraded {redacted(url)} to {migrate.current_revision(url)}")
+    out.print(f"upgraded {redacted(url)} to {migrate.current_revision(url)}", markup=False)
 
 
-@db_app.command("downgrade")
+# -1 is a revision here, not an option: unknown options are handed to REVISION and checked
+@db_app.command("downgrade", context_settings={"ignore_unknown_options": True})
 def db_downgrade(
     revision: Annotated[str, typer.Argument(help="Target revision: an id, -1, or base.")],
     root: RootOption = None,
 ) -> None:
-    """Downgrade the database to REVISION (`base` removes every object of ours)."""
+    """Downgrade the database to REVISION (`base` removes every object of ours).
+
+    A relative step (`harness db downgrade -1`) goes back that many revisions."""
     from harness.deploy import migrate
 
+    if revision.startswith("-") and not revision[1:].isdigit():
+        raise typer.BadParameter(
+            f"no such option {revision}: a revision is an id, -N or base", param_hint="REVISION"
+        )
     url = require_database_url()
     migrate.downgrade(url, revision, _layout(root))
-    console.print(f"downgraded {redacted(url)} to {migrate.current_revision(url) or 'base'}")
+    current = migrate.current_revision(url) or "base"
+    out.print(f"downgraded {redacted(url)} to {current}", markup=False)
 
 
 @db_app.command("check")
@@ -77,10 +85,12 @@ def db_check(root: RootOption = None) -> None:
     if current != head:
         findings.insert(0, f"revision: database at {current or 'base'}, head is {head}")
     for line in findings:
-        console.print(line, markup=False, highlight=False)
+        out.print(line, markup=False, highlight=False)
     if findings:
         raise typer.Exit(EXIT_PROBLEM)
-    console.print(f"no drift: {redacted(url)} is at {head} and matches the definition files")
+    out.print(
+        f"no drift: {redacted(url)} is at {head} and matches the definition files", markup=False
+    )
 
 
 @db_app.command("freeze")
@@ -98,11 +108,11 @@ def db_freeze(
     layout = _layout(root)
     revision = history.freeze(layout, message, with_schema=schema)
     if revision is None:
-        console.print("nothing to freeze: every definition file matches its latest frozen copy")
+        out.print("nothing to freeze: every definition file matches its latest frozen copy")
         return
-    console.print(f"revision {revision} written to {layout.history / revision}")
+    out.print(f"revision {revision} written to {layout.history / revision}", markup=False)
     if schema:
-        console.print("write the schema DDL, then run `harness db seal`")
+        out.print("write the schema DDL, then run `harness db seal`")
 
 
 @db_app.command("seal")
@@ -115,4 +125,4 @@ def db_seal(root: RootOption = None) -> None:
     except history.HistoryError as error:
         console.print(f"[red]{error}[/]", markup=True, highlight=False)
         raise typer.Exit(EXIT_PROBLEM) from error
-    console.print(f"sealed {len(added)} new file(s)")
+    out.print(f"sealed {len(added)} new file(s)")

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from harness.commands.common import console, require_database_url
+from harness.commands.common import console, out, require_database
 from harness.ops.extract import ExtractedTable
 
 
@@ -27,12 +28,15 @@ def extract(
 ) -> None:
     """Export tables as gzipped CSV for development data, sensitive columns masked in SQL.
 
-    The hash salt comes from PGFERRY_MASK_SALT; keep it secret and stable so hashes stay joinable.
+    One file per table, <schema>.<table>.csv.gz, always inside --to. The hash salt comes from
+    PGFERRY_MASK_SALT; keep it secret and stable so hashes stay joinable.
     """
     from harness.ops import extract as extracting
     from harness.s3 import S3Location
 
-    url = require_database_url()
+    if to.startswith("s3://") and len(to.removeprefix("s3://").strip("/")) == 0:
+        raise typer.BadParameter("name a bucket: s3://bucket/prefix", param_hint="--to")
+    url = require_database()
     salt = os.environ.get("PGFERRY_MASK_SALT", "")
     if obfuscate and not salt:
         console.print("[yellow]warning:[/] PGFERRY_MASK_SALT is not set; hashes are unsalted")
@@ -60,8 +64,10 @@ def extract(
 
 def _report(table: ExtractedTable, where: str, obfuscate: bool) -> None:
     masked = f", {table.masked_columns} column(s) masked" if obfuscate else ""
-    console.print(f"{table.table}: {table.rows} rows -> {where}{masked}")
+    out.print(f"{table.table}: {table.rows} rows -> {where}{masked}", markup=False)
     if obfuscate and table.masked_columns == 0:
         console.print(
-            f"[yellow]warning:[/] no etl.mask_rule masks {table.table}: it was exported as is"
+            f"[yellow]warning:[/] no etl.mask_rule masks {escape(table.table)}:"
+            " it was exported as is",
+            highlight=False,
         )

@@ -8,12 +8,14 @@ import psycopg
 import typer
 
 from harness.commands.common import (
-    EXIT_CONFIG,
     EXIT_PROBLEM,
-    configured,
+    check_revision,
     console,
+    out,
+    require_database,
     require_database_url,
 )
+from harness.config import ConfigurationError
 
 alerts_app = typer.Typer(help="The alert outbox (etl.alert).", no_args_is_help=True)
 report_app = typer.Typer(help="Reports.", no_args_is_help=True)
@@ -22,11 +24,11 @@ report_app = typer.Typer(help="Reports.", no_args_is_help=True)
 def verify() -> None:
     """Check the per-item journal: no step before its predecessor, no permit moved twice or
     without its step, no DeTrack job without its id. Exit 1 naming every offender."""
-    with psycopg.connect(require_database_url(), autocommit=True) as connection:
+    with psycopg.connect(require_database(), autocommit=True) as connection:
         offences = connection.execute("SELECT * FROM etl.verify_journal()").fetchall()
     for pipeline, item_id, problem in offences:
         typer.echo(f"{pipeline}\titem {item_id}\t{problem}")
-    console.print(f"journal: {len(offences)} offence(s)")
+    out.print(f"journal: {len(offences)} offence(s)")
     if offences:
         raise typer.Exit(EXIT_PROBLEM)
 
@@ -40,15 +42,18 @@ def retry(
     ] = None,
 ) -> None:
     """Requeue dead letters (all, one pipeline's, or the given ids of one pipeline)."""
-    if ids and pipeline not in ("permits", "shipments"):
-        console.print("with ids, say which pipeline: --pipeline permits|shipments")
-        raise typer.Exit(EXIT_CONFIG)
+    if pipeline not in (None, "permits", "shipments") or (ids and pipeline is None):
+        raise typer.BadParameter(
+            "say which pipeline: --pipeline permits or --pipeline shipments"
+            + (" (with ids, it is required)" if ids else ""),
+            param_hint="--pipeline",
+        )
     calls = {"permits": "permit.requeue_dead", "shipments": "delivery.requeue_dead"}
-    with psycopg.connect(require_database_url(), autocommit=True) as connection:
+    with psycopg.connect(require_database(), autocommit=True) as connection:
         for name, function in calls.items():
             if pipeline in (None, name):
                 rows = connection.execute(f"SELECT * FROM {function}(%s)", [ids]).fetchall()
-                console.print(f"{name}: requeued {len(rows)}: {[r[0] for r in rows]}")
+                out.print(f"{name}: requeued {len(rows)}: {[r[0] for r in rows]}", markup=False)
 
 
 def cancel(
@@ -59,23 +64,26 @@ def cancel(
     """Ask running workers to stop cleanly: they finish the batch in hand and exit 0."""
     from harness.runtime.lifecycle import request_cancel
 
-    request_cancel(require_database_url(), worker)
-    console.print(f"cancel sent to {worker or 'every worker'}")
+    request_cancel(require_database_url(), worker)  # a NOTIFY: any revision will do
+    out.print(f"cancel sent to {worker or 'every worker'}", markup=False)
 
 
 @alerts_app.command("send")
 def alerts_send() -> None:
     """Mail every queued alert now (the worker also does this each cycle)."""
-    from harness.config import AlertSettings, load
+    from harness.config import AlertSettings, collect, load
     from harness.ops.alerts import send_pending_alerts
 
-    settings = configured(lambda: load(AlertSettings))
+    url, settings = collect(require_database_url, lambda: load(AlertSettings))
     if not settings.smtp_host or not settings.recipients:
-        console.print("SMTP_HOST and ALERT_TO must be set to send alerts")
-        raise typer.Exit(EXIT_CONFIG)
-    with psycopg.connect(require_database_url(), autocommit=True) as connection:
+        raise ConfigurationError(
+            "SMTP_HOST and ALERT_TO must both be set to send alerts,"
+            " e.g. SMTP_HOST=mail.example ALERT_TO=ops@example.com"
+        )
+    check_revision(url)
+    with psycopg.connect(url, autocommit=True) as connection:
         result = send_pending_alerts(connection, settings)
-    console.print(f"alerts: {result.sent} sent, {result.failed} failed (left queued)")
+    out.print(f"alerts: {result.sent} sent, {result.failed} failed (left queued)")
     if result.failed:
         raise typer.Exit(EXIT_PROBLEM)
 
@@ -86,14 +94,14 @@ def report_daily(
 ) -> None:
     """The daily summary: runs, most recent run and status, items moved, failures, dead
     letters, lag. Printed, and mailed to ALERT_TO when SMTP is configured."""
-    from harness.config import AlertSettings, load
-    from harness.ops.alerts import send_mail
-    from harness.ops.report import daily_report, report_text
+    from harness.config import AlertSettings, collect, load
+    from harness.ops.report import daily_report, mail_report, report_text
 
-    with psycopg.connect(require_database_url(), autocommit=True) as connection:
+    url, settings = collect(require_database_url, lambda: load(AlertSettings))
+    check_revision(url)
+    with psycopg.connect(url, autocommit=True) as connection:
         text = report_text(daily_report(connection))
     typer.echo(text, nl=False)
-    settings = configured(lambda: load(AlertSettings))
     if email and settings.smtp_host and settings.recipients:
-        send_mail(settings, "pgferry daily report", text, message_id="pgferry-daily-report")
-        console.print(f"mailed to {', '.join(settings.recipients)}")
+        mail_report(settings, text)
+        console.print(f"mailed to {', '.join(settings.recipients)}", markup=False)

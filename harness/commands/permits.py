@@ -8,14 +8,7 @@ from typing import Annotated
 import psycopg
 import typer
 
-from harness.commands.common import (
-    EXIT_CONFIG,
-    EXIT_PROBLEM,
-    configured,
-    console,
-    require_database_url,
-)
-from harness.ops import logs
+from harness.commands.common import EXIT_PROBLEM, console, out, require_database, start_worker
 
 permits_app = typer.Typer(help="Operate the permit pipeline.", no_args_is_help=True)
 
@@ -31,11 +24,7 @@ def run_permits(
     made them), 2 on bad configuration, 3 when S3 or the database could not be reached and
     permits wait.
     """
-    from harness.runtime.worker import run_worker
-
-    url = require_database_url()
-    logs.configure()
-    raise typer.Exit(configured(lambda: run_worker(url, console, loop=loop, pipelines=["permits"])))
+    raise typer.Exit(start_worker(console, out, loop=loop, pipelines=["permits"]))
 
 
 @permits_app.command("dead")
@@ -43,7 +32,7 @@ def permits_dead() -> None:
     """List dead letters: permits that failed for good, with their last error."""
     from harness.permits.store import PermitStore
 
-    with psycopg.connect(require_database_url(), autocommit=True) as connection:
+    with psycopg.connect(require_database(), autocommit=True) as connection:
         dead = PermitStore(connection).dead_letters()
     for letter in dead:
         typer.echo(
@@ -51,7 +40,7 @@ def permits_dead() -> None:
             f" {letter.permit_number} gen {letter.permit_generation}\tattempts {letter.attempts}"
             f"\t{letter.dead_at:%Y-%m-%d %H:%M:%S}\t{letter.last_error}"
         )
-    console.print(f"{len(dead)} dead letter(s)")
+    out.print(f"{len(dead)} dead letter(s)")
 
 
 @permits_app.command("requeue")
@@ -63,11 +52,10 @@ def permits_requeue(
     from harness.permits.store import PermitStore
 
     if not ids and not all_:
-        console.print("name staged row ids, or pass --all")
-        raise typer.Exit(EXIT_CONFIG)
-    with psycopg.connect(require_database_url(), autocommit=True) as connection:
+        raise typer.BadParameter("name staged row ids (see `harness permits dead`), or pass --all")
+    with psycopg.connect(require_database(), autocommit=True) as connection:
         requeued = PermitStore(connection).requeue_dead(None if all_ else ids)
-    console.print(f"requeued {len(requeued)} permit(s): {requeued}")
+    out.print(f"requeued {len(requeued)} permit(s): {requeued}", markup=False)
 
 
 @permits_app.command("reconcile")
@@ -84,11 +72,14 @@ def permits_reconcile(
 
     Exit 1 when anything is out of place (after --delete: when anything but deleted orphans is).
     """
+    from harness.commands.common import check_revision, require_database_url
+    from harness.config import collect
     from harness.permits.reconcile import reconcile
     from harness.permits.service import make_uploader
 
-    uploader = configured(make_uploader)
-    with psycopg.connect(require_database_url(), autocommit=True) as connection:
+    url, uploader = collect(require_database_url, make_uploader)
+    check_revision(url)
+    with psycopg.connect(url, autocommit=True) as connection:
         result = reconcile(
             connection,
             uploader.client,
@@ -98,11 +89,11 @@ def permits_reconcile(
         )
     for key in result.orphans:
         deleted = " (deleted)" if key in result.deleted else ""
-        console.print(f"orphan: s3://{uploader.bucket}/{key}{deleted}")
+        out.print(f"orphan: s3://{uploader.bucket}/{key}{deleted}", markup=False)
     for key in result.missing:
-        console.print(f"missing: s3://{uploader.bucket}/{key} (permit.document has it)")
+        out.print(f"missing: s3://{uploader.bucket}/{key} (permit.document has it)", markup=False)
     for key in result.size_mismatch:
-        console.print(f"size mismatch: s3://{uploader.bucket}/{key}")
-    console.print(f"{result.objects} object(s), {result.documents} document(s)")
+        out.print(f"size mismatch: s3://{uploader.bucket}/{key}", markup=False)
+    out.print(f"{result.objects} object(s), {result.documents} document(s)")
     if result.missing or result.size_mismatch or set(result.orphans) - set(result.deleted):
         raise typer.Exit(EXIT_PROBLEM)

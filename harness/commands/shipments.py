@@ -6,8 +6,7 @@ from typing import Annotated
 
 import typer
 
-from harness.commands.common import configured, console, require_database_url
-from harness.ops import logs
+from harness.commands.common import console, out, start_worker
 
 
 def run_shipments(
@@ -22,10 +21,4 @@ def run_shipments(
     run made them), 2 on bad configuration (e.g. no DETRACK_API_KEY), 3 when DeTrack or the
     database could not be reached and jobs wait.
     """
-    from harness.runtime.worker import run_worker
-
-    url = require_database_url()
-    logs.configure()
-    raise typer.Exit(
-        configured(lambda: run_worker(url, console, loop=loop, pipelines=["shipments"]))
-    )
+    raise typer.Exit(start_worker(console, out, loop=loop, pipelines=["shipments"]))

@@ -9,7 +9,7 @@ import psycopg
 import typer
 from rich.table import Table
 
-from harness.commands.common import EXIT_PROBLEM, console, require_database_url
+from harness.commands.common import EXIT_PROBLEM, out, require_database
 from harness.ops.status import Status, read_status
 
 
@@ -20,13 +20,13 @@ def status(
 
     Exit 1 when a pipeline has dead letters or failed runs in the last 24 hours.
     """
-    with psycopg.connect(require_database_url(), autocommit=True) as connection:
+    with psycopg.connect(require_database(), autocommit=True) as connection:
         current = read_status(connection)
     if as_json:
         typer.echo(json.dumps(current.as_json(), default=str, indent=2))
     else:
-        console.print(status_table(current))
-        console.print(f"alerts: {current.alerts_unsent} unsent of {current.alerts_total}")
+        out.print(status_table(current))
+        out.print(f"alerts: {current.alerts_unsent} unsent of {current.alerts_total}")
     if not current.healthy:
         raise typer.Exit(EXIT_PROBLEM)
 

@@ -3,14 +3,68 @@
 from __future__ import annotations
 
 import io
+import os
 from contextlib import redirect_stdout
 
 import psycopg
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
+from sqlalchemy.exc import OperationalError
 
+from harness.config import ConfigurationError
 from harness.deploy.paths import SqlLayout, default_layout
+
+LOCK_TIMEOUT_VARIABLE = "PGFERRY_MIGRATION_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT_SECONDS = 300.0
+# the session-level advisory lock every online upgrade or downgrade of a database holds (two
+# int4 keys: apart from the single-key locks the routines take)
+MIGRATION_LOCK_SQL = "SELECT pg_advisory_lock(hashtext('pgferry'), hashtext('migrations'))"
+
+
+class MigrationLockTimeout(RuntimeError):
+    """Another deploy held the database's migration lock for longer than the timeout."""
+
+
+def hold_migration_lock(connection: Connection) -> None:
+    """Take the database's migration lock for the rest of ``connection``'s session (released
+    when it closes, even if the process dies), waiting at most PGFERRY_MIGRATION_LOCK_TIMEOUT
+    seconds (default 300). Two deploys started at once otherwise both find the database at the
+    same revision and both run its migrations: one fails half-way (an object already exists) or,
+    worse, repeats a data step. The lock is taken and committed before Alembic reads the current
+    revision, so a deploy that waited sees what the other one committed and does only what is
+    left (nothing, when both went to head)."""
+    timeout = lock_timeout_seconds()
+    connection.exec_driver_sql(
+        "SELECT set_config('lock_timeout', %s, true)", (f"{int(timeout * 1000)}ms",)
+    )
+    try:
+        connection.exec_driver_sql(MIGRATION_LOCK_SQL)
+    except OperationalError as error:
+        if isinstance(error.orig, psycopg.errors.LockNotAvailable):
+            raise MigrationLockTimeout(
+                f"another deploy has held this database's migration lock for over {timeout:g} s;"
+                f" nothing was changed. Wait for it (or raise {LOCK_TIMEOUT_VARIABLE}), then run"
+                " this again: it does only what is left to do."
+            ) from None
+        raise
+    connection.commit()  # the lock outlives the transaction; lock_timeout (local) does not
+
+
+def lock_timeout_seconds() -> float:
+    raw = os.environ.get(LOCK_TIMEOUT_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_LOCK_TIMEOUT_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < 86_400 * 365:
+        raise ConfigurationError(
+            f"{LOCK_TIMEOUT_VARIABLE} must be a positive number of seconds, not {raw!r}"
+        )
+    return seconds
 
 
 def alembic_config(database_url: str | None = None, layout: SqlLayout | None = None) -> Config:

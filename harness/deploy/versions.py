@@ -13,6 +13,13 @@ the copies frozen into its own folder, ``db/migrations/sql/<rev>/``::
 Upgrade runs schema.up.sql, then the copies, then drops what dropped.txt names. Downgrade puts
 every object the revision touched back as the latest earlier revision left it (its copy, or
 nothing), then runs schema.down.sql. Revision ids sort in history order (0001, 0002, ...).
+
+Owners: from revision 0009 on, every SECURITY DEFINER routine of ours belongs to the NOLOGIN role
+pgferry_owner, whose rights are bounded, not to whoever ran the migration (usually a superuser).
+A copy cannot say so itself (CREATE OR REPLACE keeps an existing routine's owner and gives a new
+one to the caller), so each upgrade and downgrade that ends at 0009 or later finishes by giving
+every SECURITY DEFINER routine to pgferry_owner, and any SECURITY INVOKER routine pgferry_owner
+holds back to the schema owner (see owner_sql). Earlier revisions deploy as they always did.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from alembic import op
 
 from harness.deploy.paths import DEFINITION_KINDS
 
+OWNER_ROLE = "pgferry_owner"
+OWNER_ROLE_FROM = "0009"  # the first revision whose routines OWNER_ROLE owns
 SCHEMA_UP = "schema.up.sql"
 SCHEMA_DOWN = "schema.down.sql"
 DROPPED = "dropped.txt"
@@ -50,6 +59,8 @@ def upgrade_script(history: Path, revision: str) -> list[str]:
     script = _read_if_exists(folder / SCHEMA_UP)
     script += [path.read_text() for path in frozen_objects(folder)]
     script += [drop_object_sql(name) for name in dropped_objects(folder)]
+    if revision >= OWNER_ROLE_FROM:
+        script.append(owner_sql(schemas(history, revision)))
     return script
 
 
@@ -61,7 +72,12 @@ def downgrade_script(history: Path, revision: str) -> list[str]:
     for name in touched:
         previous = previous_copy(history, revision, name)
         script.append(previous.read_text() if previous else drop_object_sql(name))
-    return script + _read_if_exists(folder / SCHEMA_DOWN)
+    script += _read_if_exists(folder / SCHEMA_DOWN)
+    earlier = [rev for rev in revisions(history) if rev < revision]
+    if earlier and earlier[-1] >= OWNER_ROLE_FROM:
+        # an object the downgrade re-created belongs to whoever runs it
+        script.append(owner_sql(schemas(history, earlier[-1])))
+    return script
 
 
 def revisions(history: Path) -> list[str]:
@@ -98,6 +114,45 @@ def latest_copy(history: Path, name: str) -> Path | None:
     """The copy of ``name`` that the whole history leaves deployed, if any."""
     after_last = "~"  # sorts after every revision id
     return previous_copy(history, after_last, name)
+
+
+def schemas(history: Path, revision: str) -> list[str]:
+    """The schemas of every routine history deploys up to ``revision``."""
+    return sorted(
+        {
+            _qualified_name(path.name)[0]
+            for rev in revisions(history)
+            if rev <= revision
+            for path in frozen_objects(history / rev)
+        }
+    )
+
+
+def owner_sql(schemas: list[str]) -> str:
+    """SQL that gives every SECURITY DEFINER routine in ``schemas`` to OWNER_ROLE, and every
+    SECURITY INVOKER routine OWNER_ROLE owns back to its schema's owner: a routine others run
+    with their own rights must not belong to a role operators may be members of."""
+    names = ", ".join(f"'{schema}'" for schema in schemas)
+    return f"""DO $owner$
+DECLARE
+    v_routine record;
+BEGIN
+    FOR v_routine IN
+        SELECT p.oid::regprocedure AS routine,
+               CASE WHEN p.prosecdef THEN '{OWNER_ROLE}' ELSE pg_get_userbyid(n.nspowner) END
+                   AS owner
+          FROM pg_proc AS p
+          JOIN pg_namespace AS n ON n.oid = p.pronamespace
+         WHERE n.nspname IN ({names}) AND p.prokind IN ('f', 'p')
+           AND ((p.prosecdef AND p.proowner <> '{OWNER_ROLE}'::regrole)
+                OR (NOT p.prosecdef AND p.proowner = '{OWNER_ROLE}'::regrole))
+         ORDER BY 1
+    LOOP
+        EXECUTE format('ALTER ROUTINE %s OWNER TO %I', v_routine.routine, v_routine.owner);
+    END LOOP;
+END
+$owner$;
+"""
 
 
 def drop_object_sql(name: str) -> str:

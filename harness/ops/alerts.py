@@ -22,6 +22,7 @@ import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from email.utils import formatdate
 
 import psycopg
 
@@ -116,15 +117,17 @@ def release_alert(connection: psycopg.Connection, alert: ClaimedAlert, error: st
 
 def message_id(alert_id: int) -> str:
     """The same for every send of one alert, so a repeat can be recognised."""
-    return f"pgferry-alert-{alert_id}"
+    return f"<pgferry-alert-{alert_id}@{socket.getfqdn()}>"
 
 
 def send_mail(settings: AlertSettings, subject: str, body: str, message_id: str) -> None:
+    """Mail ``body`` to ALERT_TO with the given Message-ID (``<...@...>``) and a Date."""
     message = EmailMessage()
     message["From"] = settings.alert_from
     message["To"] = ", ".join(settings.recipients)
     message["Subject"] = subject
-    message["Message-ID"] = f"<{message_id}@{socket.getfqdn()}>"
+    message["Date"] = formatdate(localtime=True)
+    message["Message-ID"] = message_id
     message.set_content(body)
     with smtplib.SMTP(
         settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout_seconds

@@ -4,10 +4,15 @@ and status, items moved, failures, dead letters and lag."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from email.utils import make_msgid
 
 import psycopg
 
+from harness.config import AlertSettings
+from harness.ops.alerts import send_mail
 from harness.ops.status import read_status
+
+SUBJECT = "pgferry daily report"
 
 DAY_SQL = """
 SELECT p.name,
@@ -57,3 +62,11 @@ def report_text(days: list[PipelineDay]) -> str:
             f" dead letters: {d.dead_letters}",
         ]
     return "\n".join(lines) + "\n"
+
+
+def mail_report(settings: AlertSettings, text: str) -> str:
+    """Mail the report to ALERT_TO; its Message-ID, new for every report (two reports are two
+    messages to every mail client and archive)."""
+    message_id = make_msgid(idstring="pgferry-daily-report")
+    send_mail(settings, SUBJECT, text, message_id=message_id)
+    return message_id

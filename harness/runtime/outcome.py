@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from harness.config import scrub
+
 EXIT_OK, EXIT_PROBLEM, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 # work put off to a later try (a failed attempt, a call given back, a wait for another copy)
@@ -47,8 +49,10 @@ class Outcome:
 
 
 def database_unreachable(error: psycopg.OperationalError) -> Outcome:
+    """The line that says so; libpq's words with any secret in them masked."""
     outcome = Outcome()
-    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = scrub(str(error).strip())
+    first_line = text.splitlines()[0] if text else type(error).__name__
     outcome.add(
         EXIT_UNREACHABLE,
         f"database unreachable ({first_line}); the work waits in the database: run again later",

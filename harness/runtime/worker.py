@@ -24,7 +24,16 @@ from datetime import timedelta
 import psycopg
 from rich.console import Console
 
-from harness.config import AlertSettings, DetrackSettings, PermitSettings, ShipmentSettings, load
+from harness.config import (
+    AlertSettings,
+    ConfigurationError,
+    DetrackSettings,
+    PermitSettings,
+    S3Settings,
+    ShipmentSettings,
+    collect,
+    load,
+)
 from harness.config import worker_id as make_worker_id
 from harness.ops.alerts import send_pending_alerts
 from harness.permits.consumer import PermitConsumer, RunTotals
@@ -41,7 +50,7 @@ from harness.runtime.outcome import (
 from harness.runtime.totals import accumulate
 from harness.runtime.wakeup import PollBackoff, run_until_stopped
 from harness.shipments.dispatcher import DispatchTotals, ShipmentDispatcher
-from harness.shipments.service import build_dispatcher, connector
+from harness.shipments.service import build_dispatcher, check_lease_covers_calls, connector
 
 log = logging.getLogger(__name__)
 HOUSEKEEPING_SECONDS = 30.0
@@ -100,25 +109,63 @@ class PipelineRun:
 Builder = Callable[[str, threading.Event, OnBatch], PipelineRun]
 
 
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Every setting the chosen pipelines need, read and checked before anything starts."""
+
+    pipelines: list[str]
+    alerts: AlertSettings
+    permits: PermitSettings | None = None
+    s3: S3Settings | None = None
+    detrack: DetrackSettings | None = None
+    shipments: ShipmentSettings | None = None
+
+
+def load_settings(pipelines: list[str] | None = None) -> WorkerSettings:
+    """Read the settings of the pipelines (both unless told); every problem found, in all of
+    them at once, is one ConfigurationError (exit 2 before anything starts)."""
+    names = pipelines or enabled_pipelines()
+    permits, shipments = "permits" in names, "shipments" in names
+    checks: list[Callable[[], object]] = [
+        lambda: _check_pipelines(names),
+        lambda: load(AlertSettings),
+        lambda: load(PermitSettings) if permits else None,
+        lambda: load(S3Settings) if permits else None,
+        lambda: load(DetrackSettings) if shipments else None,
+        lambda: load(ShipmentSettings) if shipments else None,
+    ]
+    _, alerts, permit, s3, detrack, shipment = collect(*checks)
+    if detrack is not None and shipment is not None:
+        check_lease_covers_calls(shipment.lease_seconds, detrack.timeout_seconds)
+    return WorkerSettings(names, alerts, permit, s3, detrack, shipment)
+
+
+def _check_pipelines(names: list[str]) -> None:
+    if not names:
+        raise ConfigurationError(
+            "PGFERRY_PIPELINES names no pipeline; use permits, shipments or permits,shipments"
+        )
+    unknown = sorted(set(names) - set(PIPELINES))
+    if unknown:
+        raise ConfigurationError(
+            f"PGFERRY_PIPELINES names unknown pipeline(s) {', '.join(unknown)};"
+            f" use {' or '.join(PIPELINES)} (comma-separated)"
+        )
+
+
 def run_worker(
     database_url: str,
     console: Console,
     *,
     loop: bool = False,
     pipelines: list[str] | None = None,
+    settings: WorkerSettings | None = None,
+    results: Console | None = None,
 ) -> int:
-    """Run the pipelines (both unless told); the exit code of harness.runtime.outcome."""
-    names = pipelines or enabled_pipelines()
-    unknown = sorted(set(names) - set(PIPELINES))
-    if unknown:
-        from harness.config import ConfigurationError
-
-        raise ConfigurationError(
-            f"PGFERRY_PIPELINES names unknown pipeline(s) {', '.join(unknown)};"
-            f" use {' or '.join(PIPELINES)} (comma-separated)"
-        )
-    builders = _builders(database_url, names)  # configuration errors surface here
-    alerts = load(AlertSettings)
+    """Run the pipelines (both unless told); the exit code of harness.runtime.outcome. The
+    progress bar goes to ``console``, the summaries to ``results`` (default: ``console``)."""
+    settings = settings or load_settings(pipelines)
+    builders = _builders(database_url, settings)
     worker = make_worker_id()
     with (
         stop_requested(database_url, worker) as stop,
@@ -127,21 +174,20 @@ def run_worker(
         try:
             runs = [build(worker, stop, on_batch) for build in builders]
         except psycopg.OperationalError as error:
-            return _report(console, [], database_unreachable(error))
+            return _report(results or console, [], database_unreachable(error))
         try:
-            _run_side_by_side(runs, database_url, stop, loop, alerts)
+            _run_side_by_side(runs, database_url, stop, loop, settings.alerts)
             outcome = _assess(runs)
         finally:
             for run in runs:
                 run.close()
-    return _report(console, runs, outcome)
+    return _report(results or console, runs, outcome)
 
 
-def _builders(database_url: str, names: list[str]) -> list[Builder]:
-    """Read every setting first (a bad one is exit 2 before anything starts)."""
+def _builders(database_url: str, settings: WorkerSettings) -> list[Builder]:
     builders = []
-    if "permits" in names:
-        permit_settings, uploader = load(PermitSettings), make_uploader()
+    if settings.permits is not None:
+        permit_settings, uploader = settings.permits, make_uploader()
 
         def permits(worker: str, stop: threading.Event, on_batch: OnBatch) -> PipelineRun:
             connection = psycopg.connect(database_url, autocommit=True)
@@ -157,8 +203,8 @@ def _builders(database_url: str, names: list[str]) -> list[Builder]:
             return PipelineRun("permits", database_url, connection, consumer, RunTotals())
 
         builders.append(permits)
-    if "shipments" in names:
-        detrack, shipment_settings = load(DetrackSettings), load(ShipmentSettings)
+    if settings.detrack is not None and settings.shipments is not None:
+        detrack, shipment_settings = settings.detrack, settings.shipments
 
         def shipments(worker: str, stop: threading.Event, on_batch: OnBatch) -> PipelineRun:
             connection = psycopg.connect(database_url, autocommit=True)

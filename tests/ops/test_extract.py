@@ -5,14 +5,17 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import time
 import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.s3 import make_client
+from tests.support.permits import run_harness
 from tests.support.pg import connect
 
 CLIENTS = [
@@ -133,7 +136,7 @@ def test_a_rule_may_name_the_table_as_the_caller_does(db_url: str, tmp_path: Pat
     )
     assert result.exit_code == 0, result.output
     assert "1 column(s) masked" in result.output
-    assert read_csv_gz((tmp_path / "client.csv.gz").read_bytes())[1] == ["1", "250***99"]
+    assert read_csv_gz((tmp_path / "public.client.csv.gz").read_bytes())[1] == ["1", "250***99"]
 
 
 def test_an_extract_no_rule_masks_is_flagged(db_url: str, tmp_path: Path) -> None:
@@ -144,4 +147,179 @@ def test_an_extract_no_rule_masks_is_flagged(db_url: str, tmp_path: Path) -> Non
         ["extract", "unlisted", "--to", str(tmp_path)],
         env={"DATABASE_URL": db_url, "PGFERRY_MASK_SALT": "x"},
     )
-    assert "warning: no etl.mask_rule masks unlisted: it was exported as is" in result.output
+    assert "warning: no etl.mask_rule masks public.unlisted: it was exported as is" in (
+        result.stderr
+    )
+    assert "public.unlisted: 0 rows" in result.stdout
+
+
+def test_the_salt_is_never_in_statement_text(db_url: str, tmp_path: Path) -> None:
+    """The extract's own statement, as pg_stat_activity shows it, is exported as a column:
+    it reads the salt from a setting; the salt itself is nowhere in it."""
+    salt = f"pepper-{uuid.uuid4().hex[:8]}"
+    with connect(db_url) as conn:
+        conn.execute(
+            "CREATE TABLE client (id int, name text);"
+            " INSERT INTO client VALUES (1, 'Alice');"
+            " CREATE VIEW spied AS SELECT c.id, c.name, (SELECT query FROM pg_stat_activity"
+            "   WHERE pid = pg_backend_pid()) AS statement FROM client c;"
+            " INSERT INTO etl.mask_rule VALUES ('spied', 'name', 'hash')"
+        )
+        expected = conn.execute("SELECT etl.mask_hash('Alice', %s)", [salt]).fetchone()[0]
+    result = run_harness(
+        {"DATABASE_URL": db_url, "PGFERRY_MASK_SALT": salt},
+        "extract",
+        "spied",
+        "--to",
+        str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    header, row = read_csv_gz((tmp_path / "public.spied.csv.gz").read_bytes())
+    assert header == ["id", "name", "statement"]
+    assert row[1] == expected  # hashed with the salt
+    assert row[2].startswith("COPY (SELECT") and "current_setting('pgferry.mask_salt'" in row[2]
+    assert salt not in row[2]
+    assert salt not in result.stdout + result.stderr
+
+
+def test_the_generated_query_reads_the_salt_from_a_setting(db_url: str) -> None:
+    with connect(db_url) as conn:
+        conn.execute("CREATE TABLE client (id int, email text)")
+        conn.execute("INSERT INTO etl.mask_rule VALUES ('client', 'email', 'email')")
+        conn.execute("SELECT set_config('pgferry.mask_salt', %s, false)", ["s3cret-salt"])
+        query = conn.execute("SELECT etl.extract_query('client')").fetchone()[0]
+        assert "s3cret-salt" not in query and "pgferry.mask_salt" in query
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="no longer takes the salt"):
+            conn.execute("SELECT etl.extract_query('client', true, 'salt')")
+
+
+def server_log(conn: psycopg.Connection) -> str | None:
+    """Where this server writes its log, if a superuser can read it: the logging collector's
+    current file, else the server's stderr when it is a regular file (Debian's pg_ctlcluster)."""
+    for candidate in (
+        conn.execute("SELECT pg_current_logfile()").fetchone()[0],
+        "/proc/self/fd/2",
+    ):
+        if candidate is None:
+            continue
+        try:
+            size = conn.execute("SELECT size FROM pg_stat_file(%s)", [candidate]).fetchone()[0]
+        except psycopg.Error:
+            continue
+        if size:
+            return candidate
+    return None
+
+
+def read_log_from(conn: psycopg.Connection, path: str, offset: int, until: str) -> str:
+    """The log written after ``offset``, read again until ``until`` shows (the collector
+    writes a moment after the client has its error)."""
+    deadline = time.monotonic() + 10
+    while True:
+        size = conn.execute("SELECT size FROM pg_stat_file(%s)", [path]).fetchone()[0]
+        text = conn.execute(
+            "SELECT pg_read_file(%s, %s, %s)", [path, offset, max(size - offset, 0)]
+        ).fetchone()[0]
+        if until in text or time.monotonic() > deadline:
+            return text
+
+
+def test_a_failed_extract_leaves_no_salt_in_the_server_log(db_url: str, tmp_path: Path) -> None:
+    salt = f"pepper-{uuid.uuid4().hex[:8]}"
+    with connect(db_url) as conn:
+        path = server_log(conn)
+        if path is None:
+            pytest.skip("this server's log is not readable with pg_read_file")
+        conn.execute(
+            "CREATE VIEW failing AS SELECT g AS id, 'Alice' || g AS name, 1 / (g - 2) AS ratio"
+            "  FROM generate_series(1, 3) g;"
+            " INSERT INTO etl.mask_rule VALUES ('failing', 'name', 'hash')"
+        )
+        offset = conn.execute("SELECT size FROM pg_stat_file(%s)", [path]).fetchone()[0]
+        result = run_harness(
+            {"DATABASE_URL": db_url, "PGFERRY_MASK_SALT": salt},
+            "extract",
+            "failing",
+            "--to",
+            str(tmp_path),
+        )
+        assert result.returncode == 1, result.stderr
+        assert "division by zero" in result.stderr and "Traceback" not in result.stderr
+        logged = read_log_from(conn, path, offset, "current_setting")
+    assert "division by zero" in logged
+    assert "STATEMENT:  COPY (SELECT" in logged and "current_setting('pgferry.mask_salt'" in logged
+    assert salt not in logged
+
+
+def test_one_malformed_rule_breaks_no_extract(db_url: str, tmp_path: Path) -> None:
+    """PostgreSQL 15's to_regclass raises on a malformed name: such a rule matches nothing."""
+    with connect(db_url) as conn:
+        conn.execute(
+            "CREATE TABLE client (id int, phone text);"
+            " INSERT INTO client VALUES (1, '250 555 0199');"
+            " INSERT INTO etl.mask_rule VALUES ('a.b.c.d', 'phone', 'null'),"
+            "   ('\"unclosed', 'phone', 'null'), ('x..y', 'phone', 'null'),"
+            "   ('otherdb.public.client', 'phone', 'null'), ('public.client', 'phone', 'phone')"
+        )
+    result = run_harness(
+        {"DATABASE_URL": db_url, "PGFERRY_MASK_SALT": "x"},
+        "extract",
+        "client",
+        "--to",
+        str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "public.client: 1 rows" in result.stdout and "1 column(s) masked" in result.stdout
+    assert read_csv_gz((tmp_path / "public.client.csv.gz").read_bytes())[1] == ["1", "250***99"]
+
+
+def test_file_names_stay_inside_the_folder(db_url: str, tmp_path: Path) -> None:
+    with connect(db_url) as conn:
+        conn.execute(
+            'CREATE TABLE "../x" (id int); CREATE TABLE "a/b" (id int);'
+            ' CREATE TABLE a_b (id int); CREATE SCHEMA "../s"; CREATE TABLE "../s"."..\\t" (id int)'
+        )
+    folder = tmp_path / "out"
+    result = run_harness(
+        {"DATABASE_URL": db_url},
+        "extract",
+        '"../x"',
+        '"a/b"',
+        "a_b",
+        '"../s"."..\\t"',
+        "--plain",
+        "--to",
+        str(folder),
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "___s.___t.csv.gz",
+        "public.___x.csv.gz",
+        "public.a_b-2.csv.gz",
+        "public.a_b.csv.gz",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing written beside it
+    assert 'public."../x": 0 rows' in result.stdout
+
+
+def test_an_unknown_table_is_a_one_line_fault_and_writes_nothing(
+    db_url: str, tmp_path: Path
+) -> None:
+    with connect(db_url) as conn:
+        conn.execute("CREATE TABLE client (id int)")
+    result = run_harness(
+        {"DATABASE_URL": db_url},
+        "extract",
+        "client",
+        "../x",
+        "a/b",
+        "--plain",
+        "--to",
+        str(tmp_path / "out"),
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        'error: no table "../x", "a/b" in this database (or not visible to this user);'
+        " name it as schema.table, as psql's \\dt lists it"
+    ]
+    assert not (tmp_path / "out").exists()

@@ -10,6 +10,9 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from email import policy
+from email.parser import BytesParser
+from email.utils import parsedate_to_datetime
 
 import psycopg
 import pytest
@@ -193,6 +196,32 @@ def test_status_json_and_the_daily_report_give_the_known_numbers(
     assert "shipments: 0 run(s), 0 failed; most recent: no run yet" in report.stdout
 
 
+def test_every_daily_report_is_a_new_message(db_url: str) -> None:
+    """Two reports are two messages: each with a Message-ID of its own and a Date."""
+    inbox, port = Inbox(), free_port()
+    server = Controller(inbox, hostname="127.0.0.1", port=port)
+    server.start()
+    env = {
+        "DATABASE_URL": db_url,
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(port),
+        "SMTP_STARTTLS": "false",
+        "ALERT_TO": "ops@example.com",
+    }
+    try:
+        for _ in range(2):
+            result = CliRunner().invoke(app, ["report", "daily"], env=env)
+            assert result.exit_code == 0, result.output
+            assert "mailed to ops@example.com" in result.stderr
+    finally:
+        server.stop()
+    messages = [BytesParser(policy=policy.default).parsebytes(m) for _, m in inbox.messages]
+    assert [m["Subject"] for m in messages] == ["pgferry daily report"] * 2
+    ids = [str(m["Message-ID"]).strip() for m in messages]  # folded when long
+    assert len(set(ids)) == 2 and all(i.startswith("<") and i.endswith(">") for i in ids)
+    assert all(parsedate_to_datetime(m["Date"]) for m in messages)
+
+
 def test_verify_catches_a_corrupted_journal(
     db_url: str, conn: psycopg.Connection, s3_endpoint: str, s3_credentials: None
 ) -> None:
@@ -314,11 +343,13 @@ def test_harness_run_drives_both_pipelines_and_mails_alerts(
     finally:
         server.stop()
     assert result.returncode == 1, result.stderr  # the empty PDF is a dead letter
-    assert "permits: claimed 6, moved 5, duplicates 0, rejected 1, dead 0" in result.stderr
+    # the summaries are the result: stdout; stderr holds the logs
+    assert "permits: claimed 6, moved 5, duplicates 0, rejected 1, dead 0" in result.stdout
     assert "shipments: ERP shipments checked 4; jobs sent 4 in 1 call(s): synced 4" in (
-        result.stderr
+        result.stdout
     )
-    assert "permits: 1 dead letter(s)" in result.stderr
+    assert "permits: 1 dead letter(s)" in result.stdout
+    assert "permits: claimed" not in result.stderr
     assert [b"dead-lettered" in m for _, m in inbox.messages] == [True]
 
 
@@ -348,5 +379,5 @@ def test_the_long_running_worker_wakes_on_new_shipments_and_stops_on_cancel(
         assert worker.wait(timeout=60) == 0
     assert len(fake.jobs()) == 2
     assert "shipments: ERP shipments checked 2; jobs sent 2 in 2 call(s): synced 2" in (
-        worker.stderr.read()
+        worker.stdout.read()
     )

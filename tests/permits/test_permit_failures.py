@@ -68,7 +68,7 @@ def test_kill_9_at_any_step_then_restart_loses_and_duplicates_nothing(
         ).fetchone() == (True,)
     reconcile = run_harness(env, "permits", "reconcile")
     assert reconcile.returncode == 0, reconcile.stderr
-    assert "30 object(s), 30 document(s)" in reconcile.stderr
+    assert "30 object(s), 30 document(s)" in reconcile.stdout
 
 
 @pytest.mark.parametrize("workers", [2, 4])
@@ -148,12 +148,12 @@ def test_dead_letters_are_listed_and_requeued(
         assert alerts == [("pgferry: 4 permit(s) dead-lettered (upload attempts exhausted)",)]
         env = worker_env(db_url, s3_endpoint, f"{bucket}-later")
         listed = run_harness(env, "permits", "dead")
-        assert listed.returncode == 0 and "4 dead letter(s)" in listed.stderr
+        assert listed.returncode == 0 and "4 dead letter(s)" in listed.stdout
         assert "NoSuchBucket" in listed.stdout
 
         make_client(s3_endpoint).create_bucket(Bucket=f"{bucket}-later")
         requeued = run_harness(env, "permits", "requeue", "--all")
-        assert "requeued 4 permit(s)" in requeued.stderr
+        assert "requeued 4 permit(s)" in requeued.stdout
         second = make_consumer(conn, s3_endpoint, f"{bucket}-later").drain()
         assert second.moved == 4
         assert_each_permit_moved_once(conn, s3_endpoint, f"{bucket}-later", permits)
@@ -235,11 +235,11 @@ def test_reconcile_finds_and_removes_orphans_and_reports_missing_objects(
 
     found = run_harness(env, "permits", "reconcile")
     assert found.returncode == 1
-    assert f"orphan: s3://{bucket}/permits/ORPHAN/r0.pdf" in found.stderr
-    assert f"missing: s3://{bucket}/permits/P00000001/r0.pdf" in found.stderr
+    assert f"orphan: s3://{bucket}/permits/ORPHAN/r0.pdf" in found.stdout
+    assert f"missing: s3://{bucket}/permits/P00000001/r0.pdf" in found.stdout
 
     kept = run_harness(env, "permits", "reconcile", "--delete")  # younger than an hour: kept
-    assert "permits/ORPHAN/r0.pdf (deleted)" not in kept.stderr
+    assert "permits/ORPHAN/r0.pdf (deleted)" not in kept.stdout
     run_harness(env, "permits", "reconcile", "--delete", "--older-than", "0")
     assert "permits/ORPHAN/r0.pdf" not in [
         o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])

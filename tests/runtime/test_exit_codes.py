@@ -1,6 +1,7 @@
 """One exit-code table for every `harness run` form (harness.runtime.outcome): 0 all due work handled,
 1 dead letters or refused jobs exist (whichever run made them), 2 configuration, 3 a destination
-or the database unreachable while work waits. Each row, through the real command."""
+or the database unreachable while work waits. Each row, through the real command. The summary
+and what explains the code are results, on stdout; faults and logs are on stderr."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def test_dead_letters_of_an_earlier_run_still_exit_1_and_are_listed(
     assert first.returncode == 1, first.stderr
     again = run_harness(env, *form)  # nothing new to do; the dead letter is still there
     assert again.returncode == 1, again.stderr
-    assert "permit BAD generation 1" in again.stderr
+    assert "permit BAD generation 1" in again.stdout
 
 
 def test_everything_handled_exits_0(
@@ -70,8 +71,8 @@ def test_detrack_unreachable_exits_3_and_says_so(conn: psycopg.Connection, db_ur
     env = shipment_env(db_url, f"http://127.0.0.1:{closed_port()}/api/v2")
     result = run_harness(env, "run", "shipments")
     assert result.returncode == 3, result.stderr
-    assert "synced 0" in result.stderr
-    assert "DeTrack calls failed; 3 job(s) wait for a retry" in result.stderr
+    assert "synced 0" in result.stdout
+    assert "DeTrack calls failed; 3 job(s) wait for a retry" in result.stdout
 
 
 def test_s3_unreachable_exits_3_and_says_so(conn: psycopg.Connection, db_url: str) -> None:
@@ -82,7 +83,7 @@ def test_s3_unreachable_exits_3_and_says_so(conn: psycopg.Connection, db_url: st
     )
     result = run_harness(env, "run", "permits")
     assert result.returncode == 3, result.stderr
-    assert "uploads failed or were refused; 3 permit(s) wait for a retry" in result.stderr
+    assert "uploads failed or were refused; 3 permit(s) wait for a retry" in result.stdout
 
 
 def test_database_unreachable_exits_3_without_a_traceback(fake: DetrackFake) -> None:
@@ -106,8 +107,8 @@ def test_jobs_given_back_for_a_long_retry_after_exit_3_and_wait_that_long(
     fake.inject(Fault(status=503, retry_after="600"), times=5, path_prefix="/dn/jobs")
     result = run_harness(shipment_env(db_url, fake.base_url), "run", "shipments")
     assert result.returncode == 3, result.stderr
-    assert "given back 3" in result.stderr
-    assert "3 job(s) wait for a retry" in result.stderr
+    assert "given back 3" in result.stdout
+    assert "3 job(s) wait for a retry" in result.stdout
     waits = conn.execute(
         "SELECT min(next_attempt_at - now()), max(attempts) FROM delivery.job"
     ).fetchone()

@@ -6,6 +6,8 @@ package's own objects use it: the routine is what is under test.
 
 from __future__ import annotations
 
+import re
+
 import psycopg
 import pytest
 
@@ -177,3 +179,95 @@ def test_the_logger_never_raises_on_bad_input(db_url: str) -> None:
         ).fetchone()
     assert row[:4] == ("(unknown object)", "XX000", "(no message)", None)
     assert "unknown process id 987654" in row[4]
+
+
+SECRET_KEYS = [
+    "pwd", "PWD", "passwd", "password", "db_password", "Passphrase", "private_key",
+    "privateKey", "ssh-private-key", "cookie", "Set-Cookie", "session_id", "sessionId",
+    "SESSIONID", "auth", "Auth", "x-auth", "basic_auth", "oauth", "bearer", "bearer_token",
+    "authorization", "Authorization", "Proxy-Authorisation", "api_key", "apiKey", "x-api-key",
+    "X-API-KEY", "token", "accessToken", "refresh_token", "secret", "client_secret",
+    "credentials", "aws_credential",
+]  # fmt: skip
+
+
+def logged_payload(conn: psycopg.Connection, payload: object) -> object:
+    error_id = conn.execute(
+        "SELECT etl.log_error('t', '22000', 'm', p_row_key => %s, p_row_payload => %s)",
+        [psycopg.types.json.Jsonb(payload), psycopg.types.json.Jsonb(payload)],
+    ).fetchone()[0]
+    key, stored = conn.execute(
+        "SELECT row_key, row_payload FROM etl.error_log WHERE error_id = %s", [error_id]
+    ).fetchone()
+    assert key == stored
+    return stored
+
+
+@pytest.mark.parametrize("key", SECRET_KEYS)
+def test_each_kind_of_secret_key_is_redacted(conn: psycopg.Connection, key: str) -> None:
+    payload = {key: "s3cr3t", "id": 7, "nested": [{key: {"value": "s3cr3t"}}]}
+    stored = logged_payload(conn, payload)
+    assert stored == {key: "[redacted]", "id": 7, "nested": [{key: "[redacted]"}]}
+
+
+def test_a_secret_looking_value_under_a_harmless_key_is_kept(conn: psycopg.Connection) -> None:
+    """Keys decide, not values; and a key that merely contains 'auth' or 'pass' is no secret."""
+    payload = {
+        "author": "Bearer eyJhbGciOiJIUzI1NiJ9.e30.abc",
+        "authored_by": "password=hunter2",
+        "note": "Authorization: Basic dXNlcjpwYXNz",
+        "passenger": "token 123",
+        "session": "morning",
+        "key": "primary",
+        "api": "v2",
+        "keyboard": "qwerty",
+        "nested": [{"author": "secret agent"}],
+    }
+    assert logged_payload(conn, payload) == payload
+
+
+def deep_payload(depth: int) -> str:
+    """An object whose 'data' nests ``depth`` arrays around a secret (json.dumps would recurse)."""
+    inner = '{"token": "deep-s3cr3t", "note": "kept"}'
+    return '{"password": "hunter2", "data": ' + "[" * depth + inner + "]" * depth + "}"
+
+
+@pytest.mark.parametrize("role", ["postgres", "pgferry_loader"])
+def test_a_deeply_nested_payload_is_logged_without_raising(
+    conn: psycopg.Connection, role: str
+) -> None:
+    """Unbounded recursion over 10,000 levels exhausted the stack (54001) and the logger raised;
+    the redaction stops at 100 levels and replaces what is deeper, secrets included."""
+    if role != "postgres":
+        conn.execute(f"SET ROLE {role}")
+    error_id = conn.execute(
+        "SELECT etl.log_error('loader', '22000', 'bad row', p_row_payload => %s::jsonb)",
+        [deep_payload(10_000)],
+    ).fetchone()[0]
+    conn.execute("RESET ROLE")
+    stored = conn.execute(
+        "SELECT row_payload::text FROM etl.error_log WHERE error_id = %s", [error_id]
+    ).fetchone()[0]
+    assert stored.startswith('{"data": [[[[') and stored.endswith('"password": "[redacted]"}')
+    assert '"[redacted: nested too deep to check]"' in stored
+    assert len(re.match(r'\{"data": (\[*)', stored)[1]) == 99  # 99 arrays kept, then the marker
+    assert "deep-s3cr3t" not in stored and "hunter2" not in stored
+
+
+def test_a_payload_that_cannot_be_redacted_is_not_stored_and_the_logger_still_returns(
+    conn: psycopg.Connection,
+) -> None:
+    """The last guard: should redaction fail all the same (here: a stack limit far below the
+    default), the row is logged with a note instead of the payload, never unredacted."""
+    conn.execute("SET max_stack_depth = '100kB'")
+    error_id = conn.execute(
+        "SELECT etl.log_error('t', '22000', 'm', p_row_key => '{\"id\": 1}',"
+        " p_row_payload => %s::jsonb)",
+        [deep_payload(90)],
+    ).fetchone()[0]
+    key, stored, message = conn.execute(
+        "SELECT row_key, row_payload, message FROM etl.error_log WHERE error_id = %s", [error_id]
+    ).fetchone()
+    assert message == "m" and key == {"id": 1}
+    assert list(stored) == ["not_stored"]
+    assert stored["not_stored"].startswith("redaction failed: stack depth limit exceeded")
