@@ -103,4 +103,4 @@ def demo() -> None:
     """Run the whole system on embedded defaults (embedded PostgreSQL, nothing to configure)."""
     from harness.demo.run import run_demo
 
-    raise typer.Exit(run_demo(console))
+    raise typer.Exit(run_demo(out))

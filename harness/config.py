@@ -1,7 +1,7 @@
 """Configuration: every setting from environment variables (and an optional env file), validated
 at start; the database URL and how to print it safely.
 
-Every variable, its default and an example are in the README's configuration reference.
+Every variable, its default and an example are in docs/configuration.md.
 Secrets (AWS_SECRET_ACCESS_KEY, passwords in DATABASE_URL) are read by the libraries that use
 them and never printed: the models below keep only what is not secret, or hide it.
 """

@@ -36,6 +36,8 @@ from harness.shipments.service import connector
 from harness.shipments.store import ShipmentStore
 
 PERMITS, SHIPMENTS, BUCKET, API_KEY = 200, 300, "demo-permits", "demo-key"
+# the demo's story and figures are its result (stdout); the progress bar is not
+PROGRESS = Console(stderr=True)
 
 
 def run_demo(console: Console) -> int:
@@ -58,7 +60,8 @@ def run_demo(console: Console) -> int:
             offences = _print_status(conn, console)
     console.print(
         "Next: `harness status`, `harness permits dead`, `harness db upgrade --sql` (the "
-        "reviewed deploy script); the README has the configuration reference and the runbook."
+        "reviewed deploy script); the settings are in docs/configuration.md, the runbook in"
+        " docs/operating.md."
     )
     return 0 if offences == 0 else 1
 
@@ -139,7 +142,7 @@ def _run_permits(conn: psycopg.Connection, s3_endpoint: str, console: Console) -
     store = PermitStore(conn)
     backlog = store.backlog()
     uploader = PermitUploader(make_client(s3_endpoint), BUCKET, "permits/")
-    with progress_bar(console, backlog.claimable) as on_batch:
+    with progress_bar(PROGRESS, backlog.claimable) as on_batch:
         consumer = PermitConsumer(store, uploader, PermitSettings(), "demo", on_batch=on_batch)
         totals = consumer.drain()
         consumer.close()
