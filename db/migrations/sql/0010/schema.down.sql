@@ -1,0 +1,1 @@
+-- downgrade DDL of revision 0010: write it, then run `harness db seal`.

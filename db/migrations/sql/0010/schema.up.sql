@@ -1,0 +1,1 @@
+-- upgrade DDL of revision 0010: write it, then run `harness db seal`.
