@@ -182,10 +182,13 @@ def _database_error(error: psycopg.Error) -> Fault:
             " behind this harness; run `harness db upgrade`",
         )
     if isinstance(error, psycopg.errors.InsufficientPrivilege):
+        if error.diag.message_hint:  # the refusal says itself what to do (0009's owner check)
+            return Fault(EXIT_CONFIG, f"{first}; {error.diag.message_hint}")
         return Fault(
             EXIT_CONFIG,
-            f"permission denied: {first}; connect as a user granted pgferry_worker"
-            " (pgferry_owner for operators, the database owner for `harness db`)",
+            f"permission denied: {first}; run `harness run`/`status` as a user granted"
+            " pgferry_worker, and `harness db` as the account that deploys (the schema owner,"
+            " a member of pgferry_owner)",
         )
     if isinstance(error, psycopg.InterfaceError | psycopg.ProgrammingError) and not sqlstate:
         return Fault(EXIT_CONFIG, f"DATABASE_URL cannot be used: {first}")

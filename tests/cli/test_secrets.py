@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from harness.config import redacted, scrub
 from tests.cli.support import closed_port, run
@@ -36,16 +36,22 @@ def role(server_url: str) -> Iterator[str]:
 
 
 def forms(db_url: str, role: str) -> dict[str, tuple[str, dict[str, str]]]:
-    """Each way to hand over the secret: (DATABASE_URL, extra environment)."""
+    """Each way to hand over the secret: (DATABASE_URL, extra environment). The server may be
+    reached over TCP or a Unix socket (the embedded server: host and port in the query)."""
     url = make_url(db_url).set(username=role, password=None)
-    host, port, database = url.host, url.port or 5432, url.database
-    plain = f"postgresql://{role}@{host}:{port}/{database}"
+    host = url.host or url.query["host"]
+    port = url.port or url.query.get("port", 5432)
+    plain = url.render_as_string(hide_password=False)
+    with_query = plain + ("&" if "?" in plain else "?")
     return {
-        "userinfo": (f"postgresql://{role}:{SECRET}@{host}:{port}/{database}", {}),
-        "query": (f"{plain}?password={SECRET}", {}),
-        "sslpassword": (f"{plain}?password={SECRET}&sslpassword={SECRET}", {}),
+        "userinfo": (url.set(password=SECRET).render_as_string(hide_password=False), {}),
+        "query": (f"{with_query}password={SECRET}", {}),
+        "sslpassword": (f"{with_query}password={SECRET}&sslpassword={SECRET}", {}),
         "pgpassword": (plain, {"PGPASSWORD": SECRET}),
-        "keyword": (f"host={host} port={port} user={role} password={SECRET} dbname={database}", {}),
+        "keyword": (
+            f"host={host} port={port} user={role} password={SECRET} dbname={url.database}",
+            {},
+        ),
     }
 
 
@@ -56,14 +62,24 @@ def broken(url: str) -> dict[str, str]:
         return {"as is": url}
     rendered = parsed.render_as_string(hide_password=False)
     ways = {
-        "closed port": rendered.replace(f":{parsed.port}/", f":{closed_port()}/"),
-        "no such database": rendered.replace(f"/{parsed.database}", "/pgferry_nowhere"),
-        "port not a number": rendered.replace(f":{parsed.port}/", ":abc/"),
+        "closed port": _with_port(parsed, str(closed_port())),
+        "no such database": parsed.set(database="pgferry_nowhere").render_as_string(
+            hide_password=False
+        ),
+        "port not a number": _with_port(parsed, "abc"),
         "unknown parameter": rendered + ("&" if "?" in rendered else "?") + "passwrd=x",
     }
     if SECRET in rendered:  # libpq quotes the broken token, secret and all
         ways["bad percent-encoding"] = rendered.replace(SECRET, f"{SECRET}%zz")
     return ways
+
+
+def _with_port(url: URL, port: str) -> str:
+    """``url`` with another port, wherever it names one (a socket URL: in its query)."""
+    if url.host is None:
+        return url.update_query_dict({"port": port}).render_as_string(hide_password=False)
+    rendered = url.render_as_string(hide_password=False)
+    return rendered.replace(f":{url.port or 5432}/", f":{port}/", 1)
 
 
 def outputs(url: str, env: dict[str, str], *commands: list[str]) -> str:

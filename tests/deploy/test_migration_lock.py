@@ -74,7 +74,7 @@ def test_an_upgrade_that_waits_too_long_gives_up_and_changes_nothing(empty_db_ur
         _, stderr = deploy.communicate(timeout=120)
         took = time.monotonic() - started
 
-    assert deploy.returncode != 0
+    assert deploy.returncode == 3  # unreachable for now: the next run may find the lock free
     assert "another deploy has held this database's migration lock for over 1 s" in stderr
     assert "nothing was changed" in stderr
     assert took < 60
