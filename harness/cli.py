@@ -18,10 +18,12 @@ import typer
 from typer.core import TyperGroup
 
 from harness.commands.common import console, out, start_worker
+from harness.commands.control import pause, resume
 from harness.commands.db import db_app
 from harness.commands.extract import extract
 from harness.commands.operations import alerts_app, cancel, report_app, retry, verify
 from harness.commands.permits import permits_app, run_permits
+from harness.commands.serve import serve
 from harness.commands.shipments import run_shipments
 from harness.commands.status import status
 
@@ -63,6 +65,9 @@ app.command("status")(status)
 app.command("verify")(verify)
 app.command("retry")(retry)
 app.command("cancel")(cancel)
+app.command("serve")(serve)
+app.command("pause")(pause)
+app.command("resume")(resume)
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(report_app, name="report")
 

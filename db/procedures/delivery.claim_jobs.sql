@@ -14,6 +14,7 @@
 -- in this same transaction: if the answer is lost, even to kill -9, the next claim knows that
 -- DeTrack may hold a job under that key, and never leaves one behind when the key changes.
 -- The payload is the DeTrack job, with assign_to when a vehicle is known.
+-- While the pipeline is paused (etl.pipeline.paused_at) it claims nothing and returns no row.
 CREATE OR REPLACE FUNCTION delivery.claim_jobs(p_worker text, p_limit integer, p_lease interval,
                                                p_lease_token bigint)
 RETURNS TABLE (job_id bigint, operation text, version integer, do_number text, date text,
@@ -28,6 +29,11 @@ BEGIN
        OR p_lease_token IS NULL THEN
         RAISE EXCEPTION 'delivery.claim_jobs: worker, a positive limit, a lease and a token are required'
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- a paused pipeline (etl.pause_pipeline) claims and settles nothing: every dispatcher obeys
+    -- at its next claim, without a restart; calls already in flight finish
+    IF EXISTS (SELECT FROM etl.pipeline WHERE name = 'shipments' AND paused_at IS NOT NULL) THEN
+        RETURN;
     END IF;
     -- settled without a call: a cancel of a delivery that already happened (DeTrack refuses it,
     -- and the delivery record must stay), and a cancel of a job DeTrack never had

@@ -13,6 +13,8 @@
 -- copy of the same permit: neither sees the other's uncommitted lease in its NOT EXISTS check.
 -- Waiting for the lock, the second claim's statements see the first one's committed leases.
 --
+-- While the pipeline is paused (etl.pipeline.paused_at) it claims nothing and returns no row.
+--
 -- In the same short transaction, set-based:
 --   * invalid rows (missing permit number, generation < 1, empty, non-PDF or truncated PDF) go
 --     straight to the dead-letter state: retrying cannot fix them. The error names the permit,
@@ -49,6 +51,12 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM pg_advisory_xact_lock(hashtext('permit.claim_batch'));
+    -- a paused pipeline (etl.pause_pipeline) claims nothing: every worker obeys at its next claim,
+    -- without a restart; batches already claimed finish. Checked after the lock, so a claim that
+    -- waited for it sees a pause committed meanwhile.
+    IF EXISTS (SELECT FROM etl.pipeline WHERE name = 'permits' AND paused_at IS NOT NULL) THEN
+        RETURN;
+    END IF;
     PERFORM permit.expire_tombstones(p_lease_token);
 
     CREATE TEMP TABLE pgferry_claimed (

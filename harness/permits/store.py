@@ -104,9 +104,12 @@ class DeadLetter:
 # "due" rows are claimable unless another copy of the same permit is under a live lease:
 # permit.claim_batch skips those until that copy moves or its lease expires, so they wait for
 # the lease (counted as leased, woken by its expiry) instead of making the consumer claim
-# nothing in a loop
+# nothing in a loop. While the pipeline is paused (etl.pause_pipeline) permit.claim_batch claims
+# nothing, so nothing is claimable either: the drain ends instead of claiming in a loop
 BACKLOG_SQL = """
-SELECT count(*) FILTER (WHERE s.due AND NOT s.copy_leased),
+SELECT count(*) FILTER (WHERE s.due AND NOT s.copy_leased
+                          AND NOT EXISTS (SELECT FROM etl.pipeline
+                                           WHERE name = 'permits' AND paused_at IS NOT NULL)),
        count(*) FILTER (WHERE s.leased OR (s.due AND s.copy_leased)),
        count(*) FILTER (WHERE s.state = 'pending' AND s.next_attempt_at > now()),
        count(*) FILTER (WHERE s.state = 'dead'),

@@ -39,7 +39,7 @@ from harness.ops.alerts import send_pending_alerts
 from harness.permits.consumer import PermitConsumer, RunTotals
 from harness.permits.service import make_uploader, progress_bar
 from harness.permits.store import PermitStore
-from harness.runtime.lifecycle import stop_requested
+from harness.runtime.lifecycle import heartbeats, stop_requested
 from harness.runtime.outcome import (
     EXIT_PROBLEM,
     Outcome,
@@ -169,6 +169,7 @@ def run_worker(
     worker = make_worker_id()
     with (
         stop_requested(database_url, worker) as stop,
+        heartbeats(database_url, worker, settings.pipelines, stop),  # etl.worker, every 10 s
         progress_bar(console, 0) as on_batch,  # moved permits on a terminal, else nothing
     ):
         try:

@@ -40,6 +40,8 @@ WORKER_ROUTINES = LOADER_ROUTINES | {
     "etl.auto_requeue_dead_letters(integer,interval)",
     "etl.verify_journal()",
     "etl.raise_logged_error(bigint)",
+    "etl.worker_heartbeat(text,text,integer,text[])",
+    "etl.worker_stopped(text)",
     "etl.extract_query(regclass,boolean,text)",
     "etl.mask_email(text,text)",
     "etl.mask_hash(text,text)",

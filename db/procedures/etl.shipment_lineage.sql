@@ -1,0 +1,76 @@
+-- etl.shipment_lineage: where one shipment went, found by its shipment number or its DO number,
+-- as one JSON document per shipment found (an array): the ERP row, its copy in
+-- delivery.shipment, the DeTrack job with the request it sends and the last answer DeTrack gave
+-- (the only one stored: earlier calls leave their HTTP status and error in the journal), every
+-- journal step of the job, and the delivery status written back.
+-- What a viewer may see: the DeTrack request and answer without the personal fields (name,
+-- attention, address, postal code, city, country, phone, e-mail, instructions), and no personal
+-- column of the ERP row or the copy.
+CREATE OR REPLACE FUNCTION etl.shipment_lineage(p_number text)
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $function$
+    WITH personal (keys) AS (
+        VALUES (ARRAY['address', 'postal_code', 'city', 'country', 'company_name',
+                      'deliver_to_collect_from', 'phone_number', 'notify_email', 'instructions',
+                      'address_1', 'address_2', 'address_3', 'email', 'phone', 'name'])
+    ), found AS (
+        SELECT j.shipment_number FROM delivery.job AS j WHERE j.do_number = p_number
+        UNION
+        SELECT s.shipment_number FROM erp.shipment AS s
+         WHERE p_number ~ '^[0-9]{1,18}$' AND s.shipment_number = p_number::bigint
+        UNION
+        SELECT j.shipment_number FROM delivery.job AS j
+         WHERE p_number ~ '^[0-9]{1,18}$' AND j.shipment_number = p_number::bigint
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+        'shipment_number', f.shipment_number,
+        'erp', (SELECT jsonb_build_object(
+                           'job_number', e.job_number, 'ship_via', e.ship_via,
+                           'is_partial', e.is_partial, 'ship_zone', e.ship_zone,
+                           'scheduled_ship_date', e.scheduled_ship_date, 'shipped', e.shipped,
+                           'delivery_status', e.delivery_status, 'delivered_at', e.delivered_at,
+                           'last_modified', e.last_modified)
+                  FROM erp.shipment AS e WHERE e.shipment_number = f.shipment_number),
+        'copy', (SELECT jsonb_build_object(
+                            'job_number', c.job_number, 'scheduled_ship_date', c.scheduled_ship_date,
+                            'ship_zone', c.ship_zone, 'inserted_at', c.inserted_at,
+                            'updated_at', c.updated_at, 'deleted_at', c.deleted_at)
+                   FROM delivery.shipment AS c WHERE c.shipment_number = f.shipment_number),
+        'job', (SELECT jsonb_build_object(
+                           'job_id', j.job_id, 'do_number', j.do_number,
+                           'delivery_date', j.delivery_date, 'assign_to', j.assign_to,
+                           'desired', j.desired, 'remote', j.remote,
+                           'remote_do_number', j.remote_do_number, 'remote_date', j.remote_date,
+                           'detrack_id', j.detrack_id, 'version', j.version,
+                           'synced_version', j.synced_version, 'sync_state', j.sync_state,
+                           'attempts', j.attempts, 'next_attempt_at', j.next_attempt_at,
+                           'last_status', j.last_status, 'last_error', j.last_error,
+                           'delivery_status', j.delivery_status, 'delivered_at', j.delivered_at,
+                           'status_checked_at', j.status_checked_at,
+                           'inserted_at', j.inserted_at, 'updated_at', j.updated_at,
+                           'request', j.payload - p.keys,
+                           'last_response',
+                               CASE WHEN jsonb_typeof(j.last_response -> 'data') = 'object'
+                                    THEN (j.last_response - p.keys)
+                                         || jsonb_build_object('data',
+                                                               (j.last_response -> 'data') - p.keys)
+                                    WHEN jsonb_typeof(j.last_response) = 'object'
+                                    THEN j.last_response - p.keys END,
+                           'journal', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                                                  'journal_id', x.journal_id, 'step', x.step,
+                                                  'at', x.at, 'detail', x.detail)
+                                              ORDER BY x.journal_id), '[]')
+                                         FROM etl.journal AS x
+                                        WHERE x.pipeline = 'shipments' AND x.item_id = j.job_id))
+                  FROM delivery.job AS j, personal AS p
+                 WHERE j.shipment_number = f.shipment_number))
+        ORDER BY f.shipment_number), '[]')
+      FROM found AS f
+$function$;
+
+REVOKE ALL ON FUNCTION etl.shipment_lineage(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION etl.shipment_lineage(text) TO pgferry_viewer, pgferry_owner;
