@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from harness.console.pages.common import as_user, render, requires
-from harness.console.pages.runs import BadFilter
+from harness.console.params import BadFilter, query_date, query_id
 
 DEAD_LETTER_PIPELINES = ("permits", "shipments")
 
@@ -131,23 +131,6 @@ def _text(value: str | None, name: str, pattern: re.Pattern[str], what: str) -> 
     return value
 
 
-def _date(value: str | None, name: str) -> date | None:
-    if not value:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise BadFilter(f"{name} must be a date (YYYY-MM-DD), not {value!r}") from None
-
-
-def _id(value: str | None, name: str) -> int | None:
-    if not value:
-        return None
-    if not value.isdigit() or len(value) > 18:
-        raise BadFilter(f"{name} must be a positive id")
-    return int(value)
-
-
 def failure_filter(request: Request) -> FailureFilter:
     q = request.query_params
     where = FailureFilter(
@@ -159,9 +142,9 @@ def failure_filter(request: Request) -> FailureFilter:
             "five letters or digits (e.g. 22023)",
         ),
         field=_text(q.get("field"), "field", _FIELD, "a column name (letters, digits, _)"),
-        process_id=_id(q.get("process"), "process"),
-        logged_from=_date(q.get("from"), "from"),
-        logged_to=_date(q.get("to"), "to"),
+        process_id=query_id(q.get("process"), "process"),
+        logged_from=query_date(q.get("from"), "from"),
+        logged_to=query_date(q.get("to"), "to"),
     )
     if where.logged_from and where.logged_to and where.logged_from > where.logged_to:
         raise BadFilter("from must not be after to")
@@ -207,7 +190,7 @@ def list_dead_letters(
 async def failures(request: Request) -> Response:
     try:
         where = failure_filter(request)
-        before = _id(request.query_params.get("before"), "before")
+        before = query_id(request.query_params.get("before"), "before")
     except BadFilter as bad:
         return render(request, "error.html", {"message": str(bad)}, 400)
     limit = request.app.state.settings.page_size
@@ -254,7 +237,7 @@ async def failures(request: Request) -> Response:
 async def dead_letters(request: Request) -> Response:
     q = request.query_params
     try:
-        after = {p: _id(q.get(f"{p}_after"), f"{p}_after") for p in DEAD_LETTER_PIPELINES}
+        after = {p: query_id(q.get(f"{p}_after"), f"{p}_after") for p in DEAD_LETTER_PIPELINES}
     except BadFilter as bad:
         return render(request, "error.html", {"message": str(bad)}, 400)
     limit = request.app.state.settings.page_size

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from harness.console.pages.common import as_user, render, requires
-from harness.console.pages.runs import BadFilter
+from harness.console.params import BadFilter
 
 _NUMBER = re.compile(r"^[^\x00-\x1f\x7f]{1,64}$")
 

@@ -4,7 +4,6 @@ logged-in user."""
 
 from __future__ import annotations
 
-from datetime import date
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -12,28 +11,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from harness.console.pages.common import as_user, render, requires
+from harness.console.params import BadFilter, query_date, query_id
 from harness.console.queries import RUN_STATUSES, RunFilter, get_run, list_runs
-
-
-class BadFilter(ValueError):
-    pass
-
-
-def _date(value: str | None, name: str) -> date | None:
-    if not value:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise BadFilter(f"{name} must be a date (YYYY-MM-DD), not {value!r}") from None
-
-
-def _key(value: str | None, name: str) -> int | None:
-    if not value:
-        return None
-    if not value.isdigit() or len(value) > 19:
-        raise BadFilter(f"{name} must be a process id")
-    return int(value)
 
 
 def _filter(request: Request) -> RunFilter:
@@ -44,8 +23,8 @@ def _filter(request: Request) -> RunFilter:
     return RunFilter(
         pipeline=q.get("pipeline") or None,
         status=status,
-        started_from=_date(q.get("from"), "from"),
-        started_to=_date(q.get("to"), "to"),
+        started_from=query_date(q.get("from"), "from"),
+        started_to=query_date(q.get("to"), "to"),
     )
 
 
@@ -54,7 +33,7 @@ async def runs(request: Request) -> Response:
     q = request.query_params
     try:
         where = _filter(request)
-        before = _key(q.get("before"), "before")
+        before = query_id(q.get("before"), "before")
     except BadFilter as bad:
         return render(request, "error.html", {"message": str(bad)}, 400)
     limit = request.app.state.settings.page_size
