@@ -104,8 +104,20 @@ def run_all(
 
 
 @app.command("demo")
-def demo() -> None:
+def demo(
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="Afterwards keep the embedded server up and serve the web console on its data"
+            " until Ctrl-C (prints the URL and a demo operator login).",
+        ),
+    ] = False,
+    port: Annotated[
+        int, typer.Option("--port", min=1, max=65535, help="The console's port with --serve.")
+    ] = 8080,
+) -> None:
     """Run the whole system on embedded defaults (embedded PostgreSQL, nothing to configure)."""
     from harness.demo.run import run_demo
 
-    raise typer.Exit(run_demo(out))
+    raise typer.Exit(run_demo(out, serve=serve, port=port))

@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 import math
 import os
+import secrets
 import warnings
 from contextlib import ExitStack
 
 import psycopg
+from psycopg import sql
 from rich.console import Console
 
 from harness.config import PermitSettings
@@ -40,7 +42,9 @@ PERMITS, SHIPMENTS, BUCKET, API_KEY = 200, 300, "demo-permits", "demo-key"
 PROGRESS = Console(stderr=True)
 
 
-def run_demo(console: Console) -> int:
+def run_demo(console: Console, *, serve: bool = False, port: int = 8080) -> int:
+    """The demo; with ``serve`` the embedded server stays up after it and the web console
+    serves its data on 127.0.0.1:``port`` until Ctrl-C, with a demo operator login."""
     console.rule("pgferry demo")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the loopback S3 server's access log
     with ExitStack() as stack:
@@ -58,12 +62,53 @@ def run_demo(console: Console) -> int:
             _run_permits(conn, s3_endpoint, console)
             _run_shipments(conn, detrack, console)
             offences = _print_status(conn, console)
+            login = _demo_operator(conn) if serve else None
+        if login is not None:
+            _serve_console(database.url, login, port, console)
     console.print(
         "Next: `harness status`, `harness permits dead`, `harness db upgrade --sql` (the "
         "reviewed deploy script); the settings are in docs/configuration.md, the runbook in"
         " docs/operating.md."
     )
     return 0 if offences == 0 else 1
+
+
+def _demo_operator(conn: psycopg.Connection) -> tuple[str, str]:
+    """A login role in pgferry_operator with a random password, for the console (--serve)."""
+    role, password = "demo_operator", secrets.token_urlsafe(12)
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone()
+    verb = "ALTER" if exists else "CREATE"
+    conn.execute(
+        sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
+            sql.SQL(verb), sql.Identifier(role), sql.Literal(password)
+        )
+    )
+    conn.execute(sql.SQL("GRANT pgferry_operator TO {}").format(sql.Identifier(role)))
+    return role, password
+
+
+def _serve_console(url: str, login: tuple[str, str], port: int, console: Console) -> None:
+    """The web console on the demo's data until Ctrl-C (uvicorn handles the signal)."""
+    import uvicorn
+
+    from harness.console.app import create_app
+    from harness.console.settings import load_settings
+
+    # the embedded server trusts local logins (it checks no password): the console is started
+    # as `harness serve --trust-server-auth` would, bound to loopback only
+    settings = load_settings(url, trust_server_auth=True)
+    role, password = login
+    console.rule("pgferry console")
+    console.print(f"console: http://127.0.0.1:{port}/  (Ctrl-C stops it and the demo's servers)")
+    console.print(f"log in as {role} with password {password}  (a pgferry_operator member)")
+    console.print(
+        "note: the embedded PostgreSQL trusts local logins and does not check passwords, so the"
+        " console runs with --trust-server-auth semantics: anyone on this machine can log in as"
+        " any role. For the demo only; it listens on 127.0.0.1."
+    )
+    uvicorn.run(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", server_header=False
+    )
 
 
 def _start_s3(stack: ExitStack) -> str:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from harness.console.pages import failures, lineage, login, overview, runs
+from harness.console.pages import actions, failures, journal, lineage, login, overview, runs
 
-ROUTE_MODULES = (login, overview, runs, failures, lineage)
+ROUTE_MODULES = (login, overview, runs, failures, lineage, journal, actions)
 
 
 def all_routes() -> list[BaseRoute]:
