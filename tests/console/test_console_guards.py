@@ -155,12 +155,16 @@ def test_every_console_connection_has_the_statement_timeout(db_url):
 
 def test_the_snapshot_needs_no_more_than_pgferry_viewer(server_url, db_url, console_settings):
     """The console's own account is meant to be a member of pgferry_viewer only."""
-    from harness.config import url_for_database
+    from sqlalchemy.engine import make_url
+
     from harness.console.snapshot import SnapshotKeeper
 
     with login_role(server_url, member_of="pgferry_viewer") as account:
-        url = url_for_database(server_url, db_url.rsplit("/", 1)[1]).replace(
-            "postgres@", f"{account.role}:{account.password}@", 1
+        # the same server and database as the test's (TCP or a Unix socket), another account
+        url = (
+            make_url(db_url)
+            .set(username=account.role, password=account.password)
+            .render_as_string(hide_password=False)
         )
         keeper = SnapshotKeeper(replace(console_settings, database_url=url))
         keeper.refresh()
