@@ -1,9 +1,10 @@
 -- delivery.record_results: what DeTrack answered for claimed jobs, in one statement.
 --
 -- p_results: [{"job_id", "lease_token", "version", "do_number", "date", "outcome",
---              "detrack_id", "http_status", "response", "error", "retry_after_seconds"}, ...]
+--              "detrack_id", "http_status", "request", "response", "error",
+--              "retry_after_seconds"}, ...]
 -- where lease_token is the claim's fencing token, do_number and date are the key the call used,
--- and outcome is one of
+-- request is what the call sent for this job, and outcome is one of
 --   created / updated / deleted   the call succeeded (for created: confirmed, even when a
 --                                 retried create met "is already taken" and a GET found our job
 --                                 holding exactly our values)
@@ -25,6 +26,9 @@
 -- and was taken over writes nothing); the lease is released. A job the ERP changed while it
 -- was in flight stays pending for its newer version. due_since is not touched: a job that stays
 -- pending has been due since then (lag counts from there, not from its last failed attempt).
+-- Every call is journaled with the version it sent, its request and DeTrack's answer for the
+-- job, without personal fields (delivery.without_personal); an answer over 8 kB (a whole
+-- batch's error page) is journaled by its size only: the job's last_response keeps it whole.
 CREATE OR REPLACE FUNCTION delivery.record_results(
     p_worker        text,
     p_results       jsonb,
@@ -45,7 +49,7 @@ BEGIN
                AS r (job_id bigint, lease_token bigint, version integer, do_number text,
                      date date,
                      outcome text, detrack_id text,
-                     http_status integer, response jsonb, error text,
+                     http_status integer, request jsonb, response jsonb, error text,
                      retry_after_seconds double precision)
     ), locked AS (
         -- lock in shipment order, as the ERP sync's upsert does, so the two never deadlock
@@ -103,13 +107,21 @@ BEGIN
            AND j.lease_expires_at IS NOT NULL
            AND j.job_id IN (SELECT l.job_id FROM locked AS l)
         RETURNING j.job_id, j.shipment_number, j.sync_state, j.assign_to, r.outcome, r.error,
-                  r.http_status
+                  r.http_status, r.version, r.request, r.response
     ), journaled AS (
         INSERT INTO etl.journal (pipeline, item_id, step, detail)
         SELECT 'shipments', w.job_id, s.step,
-               jsonb_strip_nulls(jsonb_build_object('assign_to', w.assign_to,
-                                                    'http_status', w.http_status,
-                                                    'error', w.error))
+               CASE WHEN s.step = 'assigned'
+                    THEN jsonb_build_object('assign_to', w.assign_to)
+                    ELSE jsonb_strip_nulls(jsonb_build_object(
+                        'assign_to', w.assign_to, 'http_status', w.http_status, 'error', w.error,
+                        'version', w.version, 'request', delivery.without_personal(w.request),
+                        'response', CASE WHEN octet_length(w.response::text) <= 8192
+                                         THEN delivery.without_personal(w.response)
+                                         WHEN w.response IS NOT NULL
+                                         THEN jsonb_build_object('omitted_bytes',
+                                                                 octet_length(w.response::text))
+                                    END)) END
           FROM written AS w
           CROSS JOIN LATERAL (
               SELECT CASE w.outcome WHEN 'retry' THEN

@@ -4,8 +4,9 @@
 -- and re-maps the shipments whose packages changed (delivery.upsert_jobs). A change larger than
 -- p_limit is taken in slices, so a million-row ERP import becomes short transactions (the
 -- change row's `taken` moves on; its array is never rewritten).
--- Returns how many shipment numbers it took: 0 when nothing is waiting, or when another
--- session is syncing (one at a time: concurrent syncs would only queue on each other's locks).
+-- Returns how many shipment numbers it took: 0 when nothing is waiting, when another session is
+-- syncing (one at a time: concurrent syncs would only queue on each other's locks), or while the
+-- shipments pipeline is paused (the changes wait in delivery.erp_change until it resumes).
 --
 -- Nothing lost, nothing twice: a change row is deleted by the transaction that applies it, and
 -- the copy reads the ERP as it is now, so taking a change again (after a crash) or a later
@@ -25,6 +26,9 @@ BEGIN
     IF p_limit IS NULL OR p_limit < 1 THEN
         RAISE EXCEPTION 'p_limit must be a positive number of shipments, not %', p_limit
             USING ERRCODE = '22023';
+    END IF;
+    IF EXISTS (SELECT FROM etl.pipeline WHERE name = 'shipments' AND paused_at IS NOT NULL) THEN
+        RETURN 0;
     END IF;
     IF NOT pg_try_advisory_xact_lock(hashtext('delivery.sync_erp_changes')) THEN
         RETURN 0;

@@ -1,9 +1,8 @@
 -- etl.failures: etl.error_log rows, newest first, filtered by object, SQLSTATE, field, run and
 -- time ([p_from, p_to)), keyset-paged on error_id (pass the last error_id of a page as p_after).
 -- row_payload is what etl.log_error stored: secrets already redacted. field is the column a
--- rejected row failed on, where the message or detail names one (etl.merge_table's
--- 'field: <column>', permit.claim_batch's 'rejected: <field>: ...'), as etl.failure_causes
--- groups by it.
+-- rejected row failed on, where the message or detail names one (etl.error_field), as
+-- etl.failure_causes groups by it.
 CREATE OR REPLACE FUNCTION etl.failures(p_object text DEFAULT NULL, p_sqlstate text DEFAULT NULL,
                                         p_field text DEFAULT NULL, p_process_id bigint DEFAULT NULL,
                                         p_from timestamptz DEFAULT NULL,
@@ -26,14 +25,7 @@ BEGIN
         SELECT e.error_id, e.logged_at, e.logged_by, e.object_name, e.table_name, f.field,
                e.sqlstate, e.message, e.detail, e.hint, e.row_key, e.row_payload, e.process_id
           FROM etl.error_log AS e
-         CROSS JOIN LATERAL (
-               SELECT coalesce(
-                           nullif(substring(split_part(e.detail, 'field: ', 2)
-                                            FROM '^[A-Za-z0-9_]+'), ''),
-                           CASE WHEN split_part(split_part(e.message, 'rejected: ', 2), ':', 1)
-                                     ~ '^[A-Za-z0-9_]+$'
-                                THEN split_part(split_part(e.message, 'rejected: ', 2), ':', 1)
-                           END) AS field) AS f
+         CROSS JOIN LATERAL (SELECT etl.error_field(e.message, e.detail) AS field) AS f
          WHERE (p_object IS NULL OR e.object_name = p_object)
            AND (p_sqlstate IS NULL OR e.sqlstate = p_sqlstate)
            AND (p_field IS NULL OR f.field = p_field)

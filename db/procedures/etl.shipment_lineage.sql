@@ -1,11 +1,10 @@
 -- etl.shipment_lineage: where one shipment went, found by its shipment number or its DO number,
 -- as one JSON document per shipment found (an array): the ERP row, its copy in
--- delivery.shipment, the DeTrack job with the request it sends and the last answer DeTrack gave
--- (the only one stored: earlier calls leave their HTTP status and error in the journal), every
--- journal step of the job, and the delivery status written back.
--- What a viewer may see: the DeTrack request and answer without the personal fields (name,
--- attention, address, postal code, city, country, phone, e-mail, instructions), and no personal
--- column of the ERP row or the copy.
+-- delivery.shipment, the DeTrack job with the request it sends now and the last answer DeTrack
+-- gave, every journal step of the job (each DeTrack call with what it sent and what came back,
+-- as delivery.record_results journals it), and the delivery status written back.
+-- What a viewer may see: requests and answers without the personal fields
+-- (delivery.without_personal), and no personal column of the ERP row or the copy.
 CREATE OR REPLACE FUNCTION etl.shipment_lineage(p_number text)
 RETURNS jsonb
 LANGUAGE sql
@@ -13,11 +12,7 @@ STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $function$
-    WITH personal (keys) AS (
-        VALUES (ARRAY['address', 'postal_code', 'city', 'country', 'company_name',
-                      'deliver_to_collect_from', 'phone_number', 'notify_email', 'instructions',
-                      'address_1', 'address_2', 'address_3', 'email', 'phone', 'name'])
-    ), found AS (
+    WITH found AS (
         SELECT j.shipment_number FROM delivery.job AS j WHERE j.do_number = p_number
         UNION
         SELECT s.shipment_number FROM erp.shipment AS s
@@ -52,21 +47,15 @@ AS $function$
                            'delivery_status', j.delivery_status, 'delivered_at', j.delivered_at,
                            'status_checked_at', j.status_checked_at,
                            'inserted_at', j.inserted_at, 'updated_at', j.updated_at,
-                           'request', j.payload - p.keys,
-                           'last_response',
-                               CASE WHEN jsonb_typeof(j.last_response -> 'data') = 'object'
-                                    THEN (j.last_response - p.keys)
-                                         || jsonb_build_object('data',
-                                                               (j.last_response -> 'data') - p.keys)
-                                    WHEN jsonb_typeof(j.last_response) = 'object'
-                                    THEN j.last_response - p.keys END,
+                           'request', delivery.without_personal(j.payload),
+                           'last_response', delivery.without_personal(j.last_response),
                            'journal', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                                                   'journal_id', x.journal_id, 'step', x.step,
                                                   'at', x.at, 'detail', x.detail)
                                               ORDER BY x.journal_id), '[]')
                                          FROM etl.journal AS x
                                         WHERE x.pipeline = 'shipments' AND x.item_id = j.job_id))
-                  FROM delivery.job AS j, personal AS p
+                  FROM delivery.job AS j
                  WHERE j.shipment_number = f.shipment_number))
         ORDER BY f.shipment_number), '[]')
       FROM found AS f

@@ -29,6 +29,7 @@ from harness.console.pages import all_routes
 from harness.console.pages.common import render
 from harness.console.settings import ConsoleSettings
 from harness.console.snapshot import SnapshotKeeper
+from harness.console.throttle import LoginThrottle
 
 log = logging.getLogger("harness.console")
 SWEEP_SECONDS = 60
@@ -69,6 +70,7 @@ def create_app(settings: ConsoleSettings) -> Starlette:
     )
     app.state.settings = settings
     app.state.store = store
+    app.state.throttle = LoginThrottle()
     app.state.keeper = keeper
     app.state.templates = Jinja2Templates(env=_environment())
     return app

@@ -39,7 +39,12 @@ SELECT r.name FROM unnest(%s::text[]) AS r(name)
 
 
 class LoginRefused(Exception):
-    """What the login page says (never which of role name or password was wrong)."""
+    """What the login page says (never which of role name or password was wrong). ``guess``:
+    a wrong role name or password, what the login throttle counts (an outage is not)."""
+
+    def __init__(self, message: str, *, guess: bool = False) -> None:
+        super().__init__(message)
+        self.guess = guess
 
 
 def membership(connection: psycopg.Connection) -> str | None:
@@ -64,7 +69,7 @@ def authenticate(
         reason = str(error).lower()
         if "authentication failed" in reason or "does not exist" in reason:
             log.info("console login refused for a role: wrong role name or password")
-            raise LoginRefused("login failed: wrong role name or password") from None
+            raise LoginRefused("login failed: wrong role name or password", guess=True) from None
         if "pg_hba.conf" in reason:
             raise LoginRefused(
                 "login failed: the database does not accept this role from the console's host"

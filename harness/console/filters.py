@@ -33,6 +33,17 @@ def compact_json(value: object) -> str:
     )
 
 
+# what a journal step may carry at length (a DeTrack call): shown folded, not inline
+EXCHANGE_KEYS = ("request", "response")
+
+
+def without_exchange(detail: object) -> object:
+    """A journal step's detail without its request and response (shown apart, folded)."""
+    if not isinstance(detail, dict):
+        return detail
+    return {k: v for k, v in detail.items() if k not in EXCHANGE_KEYS}
+
+
 def json_timestamp(value: object) -> str:
     """A time as a function's JSON document gives it (ISO 8601 text), read like timestamp."""
     if value is None or value == "":
@@ -55,4 +66,5 @@ ALL = {
     "pretty_json": pretty_json,
     "compact_json": compact_json,
     "json_timestamp": json_timestamp,
+    "without_exchange": without_exchange,
 }

@@ -3,7 +3,7 @@ refresh_seconds on the console's own connection, shared by every open page. Page
 snapshot (an in-memory read); no viewer ever runs the statistics queries.
 
 The snapshot reads harness.ops.status.read_status (the source of `harness status`), the last
-runs per pipeline, and the throughput per 10 minutes of the last 24 hours, all in one
+runs per pipeline, the throughput per 10 minutes of the last 24 hours and the workers, all in one
 REPEATABLE READ, READ ONLY transaction: the numbers on a page agree with each other.
 """
 
@@ -42,6 +42,31 @@ SELECT process_id, status, started_at, ended_at, rows_loaded
 """
 
 
+# the workers, alive first (etl.worker_status: alive while the heartbeat is under 30 s old)
+WORKERS_SQL = """
+SELECT worker_id, host, pid, pipelines, started_at, heartbeat_at, holds, stop_requested_at,
+       stopped_at, alive
+  FROM etl.worker_status
+ ORDER BY alive DESC, heartbeat_at DESC NULLS LAST, worker_id
+ LIMIT %s
+"""
+WORKERS_SHOWN = 100
+
+
+@dataclass(frozen=True)
+class Worker:
+    worker_id: str
+    host: str | None
+    pid: int | None
+    pipelines: list[str] | None
+    started_at: datetime | None
+    heartbeat_at: datetime | None
+    holds: dict[str, int] | None
+    stop_requested_at: datetime | None
+    stopped_at: datetime | None
+    alive: bool
+
+
 @dataclass(frozen=True)
 class Run:
     process_id: int
@@ -66,6 +91,7 @@ class Snapshot:
     status: Status
     recent_runs: dict[str, list[Run]]
     throughput: Throughput
+    workers: list[Worker]
 
 
 @dataclass
@@ -106,7 +132,8 @@ def read_snapshot(connection: psycopg.Connection) -> Snapshot:
             for name in names
         }
         throughput = read_throughput(connection, names, now_epoch)
-    return Snapshot(taken_at, status, recent, throughput)
+        workers = [Worker(*row) for row in connection.execute(WORKERS_SQL, [WORKERS_SHOWN])]
+    return Snapshot(taken_at, status, recent, throughput, workers)
 
 
 class SnapshotKeeper:

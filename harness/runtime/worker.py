@@ -291,7 +291,8 @@ def _lost_database(error: BaseException) -> bool:
 
 class Housekeeper:
     """Lag alerts, the scheduled requeue of dead letters (every DEAD_LETTER_RETRY_MINUTES, at
-    most DEAD_LETTER_RETRY_CAP times per letter), then mail what is queued."""
+    most DEAD_LETTER_RETRY_CAP times per letter), the error counts folded (what the console's
+    failures page reads), then mail what is queued."""
 
     def __init__(self, database_url: str, alerts: AlertSettings, pipelines: list[str]) -> None:
         self.database_url = database_url
@@ -323,6 +324,7 @@ class Housekeeper:
             ).fetchall()
             self.requeued += sum(count for _, count in rows)
             self._last_requeue = time.monotonic()
+        connection.execute("SELECT etl.compact_error_causes()")
         self.sent += send_pending_alerts(connection, self.alerts).sent
 
     def close(self) -> None:

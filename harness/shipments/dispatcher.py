@@ -205,9 +205,10 @@ class ShipmentDispatcher:
         """One DeTrack call for jobs of one claim; the results to record (none when the lease
         was lost: the jobs may be another worker's now)."""
         operation, jobs = batch
+        requests = [_request(operation, job) for job in jobs]
         guard = self.leases.guard(token, call_seconds(self.client.timeout), self.stop)
         try:
-            outcomes = self._call(operation, jobs, guard)
+            outcomes = self._call(operation, requests, guard)
         except TransientFailure as error:
             outcome = JobOutcome("retry", error.status, _jsonable(error.body), str(error))
             outcomes = {(job.do_number, job.date): outcome for job in jobs}
@@ -219,23 +220,37 @@ class ShipmentDispatcher:
                 return []
             outcome = JobOutcome("released", 0, None, str(abandoned), None, abandoned.retry_after)
             outcomes = {(job.do_number, job.date): outcome for job in jobs}
-        return [_result(job, outcomes.get((job.do_number, job.date))) for job in jobs]
+        return [
+            _result(job, outcomes.get((job.do_number, job.date)), request)
+            for job, request in zip(jobs, requests, strict=True)
+        ]
 
     def _call(
-        self, operation: str, jobs: list[ClaimedJob], guard: CallGuard
+        self, operation: str, requests: list[dict[str, Any]], guard: CallGuard
     ) -> dict[tuple[str, str], JobOutcome]:
         if operation == "create":
-            return self.client.create_jobs([job.payload for job in jobs], guard)
+            return self.client.create_jobs(requests, guard)
         if operation == "delete_if_ours":
-            return self.client.delete_jobs_if_ours([job.payload | _key(job) for job in jobs], guard)
-        keys = [_key(job) for job in jobs]
+            return self.client.delete_jobs_if_ours(requests, guard)
         if operation == "delete":
-            return self.client.delete_jobs(keys, guard)
-        updates = [
-            {**key, "data": {k: v for k, v in job.payload.items() if k not in IDENTITY_FIELDS}}
-            for key, job in zip(keys, jobs, strict=True)
-        ]
-        return self.client.update_jobs(updates, guard)
+            return self.client.delete_jobs(requests, guard)
+        return self.client.update_jobs(requests, guard)
+
+
+def _request(operation: str, job: ClaimedJob) -> dict[str, Any]:
+    """What one call sends for ``job``: the whole payload for a create, its key for a delete
+    (with the payload when the delete must first check the job is ours), the key and the
+    fields to change for an update."""
+    if operation == "create":
+        return job.payload
+    if operation == "delete_if_ours":
+        return job.payload | _key(job)
+    if operation == "delete":
+        return _key(job)
+    return {
+        **_key(job),
+        "data": {k: v for k, v in job.payload.items() if k not in IDENTITY_FIELDS},
+    }
 
 
 def call_seconds(timeout: float) -> float:
@@ -251,7 +266,8 @@ def _key(job: ClaimedJob) -> dict[str, str]:
     return {"do_number": job.do_number, "date": job.date}
 
 
-def _result(job: ClaimedJob, outcome: JobOutcome | None) -> dict[str, Any]:
+def _result(job: ClaimedJob, outcome: JobOutcome | None, request: dict[str, Any]) -> dict[str, Any]:
+    """What delivery.record_results records and journals for one job of one call."""
     if outcome is None:
         outcome = JobOutcome("retry", 0, None, "no answer for this job")
     return {
@@ -263,6 +279,8 @@ def _result(job: ClaimedJob, outcome: JobOutcome | None) -> dict[str, Any]:
         "outcome": outcome.outcome,
         "detrack_id": outcome.detrack_id,
         "http_status": outcome.http_status,
+        # a released job was never sent
+        "request": None if outcome.outcome == "released" else _without_nul(request),
         "response": _jsonable(outcome.response),
         "error": _without_nul(outcome.error),
         "retry_after_seconds": outcome.retry_after,

@@ -12,8 +12,6 @@ from psycopg.types.json import Jsonb
 
 from harness.runtime.conflicts import retry_conflicts
 
-FINAL_STATUSES = ("completed", "completed_partial", "failed")
-
 
 @dataclass(frozen=True)
 class ClaimedJob:
@@ -89,15 +87,8 @@ class ShipmentStore:
 
     def awaiting_status(self, limit: int) -> list[str]:
         """DO numbers of jobs DeTrack has whose delivery is not finished, least recently
-        checked first."""
-        rows = self.connection.execute(
-            "SELECT DISTINCT ON (remote_do_number) remote_do_number FROM ("
-            "  SELECT remote_do_number FROM delivery.job"
-            "   WHERE remote = 'created' AND desired = 'present'"
-            "     AND coalesce(delivery_status, '') <> ALL (%s)"
-            "   ORDER BY status_checked_at NULLS FIRST LIMIT %s) AS due",
-            [list(FINAL_STATUSES), limit],
-        )
+        checked first; none while the pipeline is paused."""
+        rows = self.connection.execute("SELECT delivery.jobs_awaiting_status(%s)", [limit])
         return [row[0] for row in rows]
 
     def record_statuses(self, statuses: list[dict[str, Any]], polled: list[str]) -> int:

@@ -242,6 +242,10 @@ def test_an_operator_cancels_a_running_worker(console, operator, page, fake):
                 " FROM etl.worker_status WHERE worker_id = 'console-actions-worker'"
             ).fetchone() == (True, True, False)
         assert journal(console.db_url)[0][:2] == (operator.role, "cancel_worker")
+        # the overview's workers come with the shared snapshot, live: no reload needed
+        page.goto(console.url + "/")
+        expect(row.locator('[data-field="alive"]')).to_have_text("no")
+        expect(row.locator('[data-action="cancel_worker"]')).to_have_count(0)
     finally:
         if worker.poll() is None:
             worker.kill()
@@ -330,5 +334,5 @@ def test_an_action_without_the_csrf_token_or_a_session_is_refused(console, opera
         journal_page = client.get("/journal")
         assert journal_page.status_code == 303
         assert journal_page.headers["location"].startswith("/login")
-        assert client.get("/overview/workers", headers={"HX-Request": "true"}).status_code == 401
+        assert client.get("/overview/live", headers={"HX-Request": "true"}).status_code == 401
     assert journal(console.db_url) == []

@@ -324,6 +324,11 @@ def test_lineage_of_a_shipment_the_dispatcher_sent(console, viewer, page, fake, 
         expect(chain.locator('[data-field="detrack_id"]')).to_contain_text(str(detrack_id))
     chain.locator('[data-step="detrack"] summary').first.click()
     expect(chain.locator('[data-field="request"]')).to_contain_text(row["job_number"])
+    # the create call, as the journal keeps it: what was sent, what DeTrack answered
+    call = chain.locator('[data-step="detrack"] li', has_text="created")
+    call.locator("summary", has_text="response").click()
+    expect(call.locator('[data-field="call-response"]')).to_contain_text(str(detrack_id))
+    expect(call.locator('[data-field="call-request"]')).to_contain_text(row["job_number"])
     screenshot(page, "lineage-shipment")
     text = page.content()
     for personal in ("ship_phone", "ship_email", "ship_address_1", "ship_name"):

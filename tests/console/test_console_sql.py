@@ -6,13 +6,21 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 
 import psycopg
 import pytest
 
+from harness.demo.detrack_fake import DetrackFake, Fault
 from harness.ops.status import read_status
 from tests.support.permits import StagedPermit, load_run, numbered
-from tests.support.shipments import insert_shipments, shipment, sync
+from tests.support.shipments import (
+    FAST_DISPATCH,
+    insert_shipments,
+    make_dispatcher,
+    shipment,
+    sync,
+)
 
 OUR_SCHEMAS = ["etl", "tps", "permit", "erp", "delivery"]
 
@@ -561,6 +569,44 @@ def test_shipment_lineage_by_shipment_or_do_number_shows_no_personal_data(
     for personal in ("ship_phone", "ship_email", "ship_name", "ship_address_1"):
         assert row[personal] not in text
     assert conn.execute("SELECT etl.shipment_lineage('no such')").fetchone() == ([],)
+
+
+def test_shipment_lineage_holds_every_detrack_call_with_its_request_and_answer(
+    conn: psycopg.Connection, fake: DetrackFake
+) -> None:
+    """A create that met a 503, then succeeded, then an update after an ERP change: three
+    calls in the lineage, each with the version sent, what was sent and what came back, and no
+    personal field of the shipment anywhere."""
+    row = shipment()
+    insert_shipments(conn, [row])
+    dispatcher = make_dispatcher(
+        conn, fake, settings=replace(FAST_DISPATCH, retry_base_seconds=0), max_retries=0
+    )
+    try:
+        fake.inject(Fault(status=503, body='{"message": "busy"}'))
+        assert dispatcher.drain().synced == 1  # the 503 is retried at once (no backoff here)
+        conn.execute(
+            "UPDATE erp.shipment SET ship_zone = 'EAST' WHERE shipment_number = %s",
+            [row["shipment_number"]],
+        )
+        assert dispatcher.drain().synced == 1
+    finally:
+        dispatcher.close()
+
+    (found,) = conn.execute("SELECT etl.shipment_lineage(%s)", [row["job_number"]]).fetchone()[0]
+    calls = [j for j in found["job"]["journal"] if "request" in (j["detail"] or {})]
+    assert [(c["step"], c["detail"]["http_status"], c["detail"]["version"]) for c in calls] == [
+        ("send_failed", 503, 1),
+        ("created", 200, 1),
+        ("updated", 200, 2),
+    ]
+    assert calls[0]["detail"]["response"] == {"message": "busy"}
+    assert calls[1]["detail"]["request"]["do_number"] == row["job_number"]
+    assert calls[1]["detail"]["response"]["do_number"] == row["job_number"]
+    assert calls[2]["detail"]["request"]["data"]["zone"] == "EAST"
+    text = json.dumps(found)
+    for personal in ("ship_phone", "ship_email", "ship_name", "ship_address_1", "ship_city"):
+        assert row[personal] not in text, personal
 
 
 def test_a_viewer_reads_what_harness_status_shows(conn: psycopg.Connection, person) -> None:

@@ -30,6 +30,13 @@ def wait_for(condition, seconds: float) -> None:
         time.sleep(0.05)
 
 
+def waiting_on_a_lock(conn: psycopg.Connection) -> int:
+    return conn.execute(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    ).fetchone()[0]
+
+
 def test_a_pause_stops_the_permit_claims_and_a_resume_restores_them(
     conn: psycopg.Connection, s3_endpoint: str, s3_credentials: None
 ) -> None:
@@ -53,23 +60,38 @@ def test_a_pause_stops_the_permit_claims_and_a_resume_restores_them(
     assert conn.execute("SELECT count(*) FROM permit.permit").fetchone() == (5,)
 
 
-def test_a_pause_stops_the_dispatcher_claims_and_a_resume_restores_them(
+def test_a_pause_stops_every_step_of_the_dispatcher_and_a_resume_restores_them(
     conn: psycopg.Connection, fake: DetrackFake
 ) -> None:
-    insert_shipments(conn, [shipment() for _ in range(3)])
+    """Paused, a dispatcher copies no ERP change, claims nothing and calls DeTrack for nothing,
+    status searches included; resumed (no restart), it catches up with what waited."""
+    delivered = shipment()
+    insert_shipments(conn, [delivered])
     dispatcher = make_dispatcher(conn, fake)
-    conn.execute("SELECT etl.pause_pipeline('shipments', 'DeTrack maintenance')")
     try:
+        assert dispatcher.drain().synced == 1  # DeTrack has one job whose status is read back
+        insert_shipments(conn, [shipment() for _ in range(3)])
+        conn.execute("SELECT etl.pause_pipeline('shipments', 'DeTrack maintenance')")
+        calls_before = len(fake.requests())
+
         paused = dispatcher.drain()
-        assert paused.sent == 0 and fake.jobs() == []
+        assert (paused.erp_synced, paused.sent, paused.statuses) == (0, 0, 0)
+        assert len(fake.requests()) == calls_before  # no call at all, no status search
+        assert conn.execute("SELECT count(*) FROM delivery.job").fetchone() == (1,)
         assert conn.execute(
-            "SELECT count(*) FROM delivery.job WHERE sync_state = 'pending'"
-            " AND lease_expires_at IS NULL"
+            "SELECT sum(shipment_count - taken) FROM delivery.erp_change"
         ).fetchone() == (3,)
 
+        fake.set_status(delivered["job_number"], str(delivered["scheduled_ship_date"]), "completed")
         conn.execute("SELECT etl.resume_pipeline('shipments', 'DeTrack is back')")
         resumed = dispatcher.drain()
-        assert (resumed.sent, resumed.synced) == (3, 3) and len(fake.jobs()) == 3
+        assert (resumed.erp_synced, resumed.sent, resumed.synced) == (3, 3, 3)
+        # the statuses of all four jobs are read back: the delivered one and the three new
+        assert len(fake.jobs()) == 4 and resumed.statuses == 4
+        assert conn.execute(
+            "SELECT delivery_status FROM erp.shipment WHERE shipment_number = %s",
+            [delivered["shipment_number"]],
+        ).fetchone() == ("completed",)
     finally:
         dispatcher.close()
 
@@ -92,7 +114,7 @@ def test_a_pause_is_honoured_by_a_claim_already_waiting(
             )
         )
         waiting.start()
-        time.sleep(0.3)
+        wait_for(lambda: waiting_on_a_lock(conn) == 1, 10)
         conn.execute("SELECT etl.pause_pipeline('permits', 'now')")
         holder.execute("COMMIT")
         waiting.join(10)
@@ -232,11 +254,13 @@ def test_a_paused_worker_claims_nothing_and_resumes_without_a_restart(
         worker = start_harness(env, "run", "--loop")
         try:
             insert_shipments(conn, [shipment() for _ in range(2)])
-            wait_for(
-                lambda: conn.execute("SELECT count(*) FROM delivery.job").fetchone()[0] == 2, 30
-            )  # ERP changes are still copied and mapped; only the claims stop
-            time.sleep(2)
-            assert fake.jobs() == []
+            time.sleep(2)  # a window for the paused worker to do what it should not
+            assert fake.jobs() == [] and fake.requests() == []
+            # the ERP changes wait, recorded, uncopied
+            assert conn.execute("SELECT count(*) FROM delivery.job").fetchone() == (0,)
+            assert conn.execute(
+                "SELECT sum(shipment_count - taken) FROM delivery.erp_change"
+            ).fetchone() == (2,)
             conn.execute("SELECT etl.resume_pipeline('shipments', 'go')")
             wait_for(lambda: len(fake.jobs()) == 2, 20)  # woken by the resume's NOTIFY
         finally:

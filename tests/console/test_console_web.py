@@ -11,6 +11,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
+from harness.console.throttle import FAILURES_ALLOWED, LoginThrottle
 from harness.ops.status import read_status
 from tests.console.conftest import log_in
 from tests.support.pg import connect
@@ -293,3 +294,43 @@ def test_an_idle_session_ends_while_the_overview_polls(
         page.get_by_role("button", name="Log in").click()
         expect(page.get_by_test_id("who")).to_be_visible()
         expect(page).to_have_url(re.compile(r"/login$"), timeout=15_000)
+
+
+def test_failed_logins_from_one_address_are_throttled(console, viewer):
+    """Ten wrong logins from one address (unknown roles: the test server trusts its roles'
+    passwords): the eleventh try is refused without a check, even a right one, and says how
+    long to wait."""
+    with httpx.Client(base_url=console.url, headers={"Accept": "text/html"}) as client:
+
+        def try_login(role: str, password: str) -> httpx.Response:
+            form = client.get("/login")
+            token = re.search(r'name="login_token" value="([^"]+)"', form.text).group(1)
+            return client.post(
+                "/login", data={"login_token": token, "role": role, "password": password}
+            )
+
+        for attempt in range(FAILURES_ALLOWED):
+            assert try_login(f"pgferry_no_such_role_{attempt}", "guess").status_code == 403
+        refused = try_login(viewer.role, viewer.password)
+        assert refused.status_code == 429
+        assert re.search(
+            r"too many failed logins from this address: try again in \d+ s", refused.text
+        )
+        assert "pgferry_session" not in client.cookies
+
+
+def test_the_throttle_forgets_failures_as_they_age_and_on_success() -> None:
+    now = [1000.0]
+    throttle = LoginThrottle(allowed=3, window=60, clock=lambda: now[0])
+    for _ in range(3):
+        assert throttle.wait_seconds("10.0.0.1") == 0
+        throttle.failed("10.0.0.1")
+        now[0] += 10
+    assert throttle.wait_seconds("10.0.0.1") == 30  # the first failure leaves the window at 1060
+    assert throttle.wait_seconds("10.0.0.2") == 0  # another address is not held up
+    now[0] = 1060.0
+    assert throttle.wait_seconds("10.0.0.1") == 0
+    throttle.failed("10.0.0.1")
+    assert throttle.wait_seconds("10.0.0.1") == 10
+    throttle.succeeded("10.0.0.1")
+    assert throttle.wait_seconds("10.0.0.1") == 0

@@ -238,25 +238,6 @@ async def action(request: Request) -> Response:
     )
 
 
-WORKERS_SQL = """
-SELECT worker_id, host, pid, pipelines, started_at, heartbeat_at, holds, stop_requested_at,
-       stopped_at, alive
-  FROM etl.worker_status
- ORDER BY alive DESC, heartbeat_at DESC NULLS LAST, worker_id
- LIMIT 100
-"""
-
-
-@requires("read")
-async def workers(request: Request) -> Response:
-    def read(connection: psycopg.Connection) -> list[dict[str, Any]]:
-        with connection.cursor(row_factory=dict_row) as cursor:
-            return cursor.execute(WORKERS_SQL).fetchall()
-
-    return render(request, "_workers.html", {"workers": await as_user(request, read)})
-
-
 routes = [
     Route("/actions/{name}", action, methods=["POST"]),
-    Route("/overview/workers", workers, methods=["GET"]),
 ]

@@ -3,8 +3,10 @@ hidden field that must match): there is no session yet to hold a CSRF token."""
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
+from math import ceil
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -14,6 +16,8 @@ from starlette.routing import Route
 from harness.console.auth import LoginRefused, authenticate, same_token
 from harness.console.guard import SESSION_COOKIE
 from harness.console.pages.common import render, session_of
+
+log = logging.getLogger("harness.console")
 
 LOGIN_CSRF_COOKIE = "pgferry_login_csrf"
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -79,10 +83,20 @@ async def login(request: Request) -> Response:
         )
     role, password = str(form.get("role", "")).strip(), str(form.get("password", ""))
     settings = request.app.state.settings
+    throttle = request.app.state.throttle
+    address = request.client.host if request.client else "unknown"
+    wait = throttle.wait_seconds(address)
+    if wait:
+        log.warning("console login throttled", extra={"address": address})
+        message = f"too many failed logins from this address: try again in {ceil(wait)} s"
+        return _login_form(request, message, 429, next_=str(form.get("next", "/")), role=role)
     try:
         console_role, connection = await run_in_threadpool(authenticate, settings, role, password)
     except LoginRefused as refused:
+        if refused.guess:
+            throttle.failed(address)
         return _login_form(request, str(refused), 403, next_=str(form.get("next", "/")), role=role)
+    throttle.succeeded(address)
     store = request.app.state.store
     old = store.get(request.cookies.get(SESSION_COOKIE), activity=False)
     if old is not None:
