@@ -7,7 +7,9 @@ run (some dead: the permits dead letters; the insert trigger journals each as 's
 permits with their documents, --jobs delivery.job rows (default 1,000,000; some failed or dead:
 the shipments dead letters; some pending: the backlog), --journal etl.journal rows over the last
 24 hours (default 1,000,000 including the trigger's 'staged' steps), --errors etl.error_log rows
-(default 100,000) over several causes. No trigger or constraint is disabled. ERP and delivery
+(default 100,000) over several causes in one statement, then --uncompacted more (default
+10,000) one statement each, whose per-statement counts (etl.error_cause) stay unfolded as no
+worker's housekeeping runs here. No trigger or constraint is disabled. ERP and delivery
 copy rows are not seeded (1,000,000 ERP rows would go through the ERP triggers' change queue and
 show as a 1,000,000-item backlog): a shipment's lineage shows its job, request, answer and
 journal, without the ERP row and the copy. VACUUM ANALYZE afterwards.
@@ -201,6 +203,26 @@ SEED = [
                                       'delivery.job'])[1 + g % 4] AS t) AS y
         """,
     ),
+    (
+        "etl.error_log, one statement per error (not compacted)",
+        # as etl.log_error writes them: each INSERT leaves its own etl.error_cause row until a
+        # worker's housekeeping folds them; these stay unfolded (no worker runs here), the
+        # worst a failures page meets
+        """
+        DO $$
+        BEGIN
+            FOR g IN 1..%(uncompacted)s LOOP
+                INSERT INTO etl.error_log (logged_at, object_name, sqlstate, message, detail)
+                VALUES (now() - g * (interval '24 hours' / %(uncompacted)s),
+                        (ARRAY['etl.merge_table', 'delivery.upsert_jobs'])[1 + g % 2],
+                        (ARRAY['22001', '23502'])[1 + g % 2],
+                        'value too long for type character varying(15)',
+                        'field: ' || (ARRAY['ship_postal_code', 'ship_phone'])[1 + g % 2]);
+            END LOOP;
+        END
+        $$
+        """,
+    ),
 ]
 
 COUNTS_SQL = """
@@ -353,6 +375,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=1_000_000)
     parser.add_argument("--errors", type=int, default=100_000)
+    parser.add_argument(
+        "--uncompacted", type=int, default=10_000, help="errors logged one statement each"
+    )
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--journal", type=int, default=1_000_000)
     parser.add_argument("--staged", type=int, default=20_000)
@@ -361,7 +386,10 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--poll-seconds", type=float, default=65)
     args = parser.parse_args()
-    sizes = {k: getattr(args, k) for k in ("jobs", "errors", "runs", "journal", "staged", "moved")}
+    sizes = {
+        k: getattr(args, k)
+        for k in ("jobs", "errors", "uncompacted", "runs", "journal", "staged", "moved")
+    }
 
     install_statement_counter()
     from harness.console.settings import ConsoleSettings

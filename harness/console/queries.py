@@ -6,10 +6,12 @@ etl.run_detail. Runs are paged by keyset on process_id, newest first."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 
 import psycopg
 from psycopg.rows import class_row
+
+from harness.console.paging import Page, day_range, keyset_page
 
 RUN_STATUSES = ("running", "succeeded", "failed", "abandoned")
 
@@ -49,33 +51,17 @@ class RunRow:
     consumed_at: datetime | None
 
 
-@dataclass(frozen=True)
-class RunPage:
-    runs: list[RunRow]
-    older: int | None  # pass as before= for the next (older) page
-
-
-def _day_start(day: date | None) -> datetime | None:
-    return None if day is None else datetime.combine(day, time(), UTC)
-
-
 def list_runs(
     connection: psycopg.Connection, where: RunFilter, *, limit: int, before: int | None = None
-) -> RunPage:
+) -> Page[RunRow]:
     """One page of runs, newest first, below process id ``before`` (None: the newest)."""
     params = {
         "pipeline": where.pipeline,
         "status": where.status,
-        "from": _day_start(where.started_from),
-        "to": _day_start(where.started_to + timedelta(days=1)) if where.started_to else None,
+        **day_range(where.started_from, where.started_to),
         "before": before,
-        "limit": limit + 1,  # one more tells whether an older page exists
     }
-    with connection.cursor(row_factory=class_row(RunRow)) as cursor:
-        rows = cursor.execute(RUNS_SQL, params).fetchall()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return RunPage(rows, rows[-1].process_id if more else None)
+    return keyset_page(connection, RUNS_SQL, params, RunRow, limit=limit, key="process_id")
 
 
 def get_run(connection: psycopg.Connection, process_id: int) -> RunRow | None:

@@ -35,10 +35,13 @@ SELECT pipeline, extract(epoch FROM bucket_start)::bigint, items
   FROM etl.throughput(make_interval(secs => %s), interval '24 hours')
 """
 
-# the last runs of each pipeline, through etl.runs (readers have no grant on etl.process)
+# the last runs of every pipeline in one statement, through etl.runs (readers have no grant on
+# etl.process)
 RECENT_RUNS_SQL = """
-SELECT process_id, status, started_at, ended_at, rows_loaded
-  FROM etl.runs(p_pipeline => %s, p_limit => %s)
+SELECT p.name, r.process_id, r.status, r.started_at, r.ended_at, r.rows_loaded
+  FROM unnest(%s::text[]) AS p (name)
+ CROSS JOIN LATERAL etl.runs(p_pipeline => p.name, p_limit => %s) AS r
+ ORDER BY p.name, r.process_id DESC
 """
 
 
@@ -120,17 +123,19 @@ def read_throughput(
 
 
 def read_snapshot(connection: psycopg.Connection) -> Snapshot:
+    # BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY, as one statement: every statement of a
+    # refresh counts against the console's budget of queries a second
+    connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    connection.read_only = True
     with connection.transaction():
-        connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         taken_at, now_epoch = connection.execute(
             "SELECT now(), extract(epoch FROM now())::float8"
         ).fetchone()
         status = read_status(connection)
         names = [p.name for p in status.pipelines]
-        recent = {
-            name: [Run(*row) for row in connection.execute(RECENT_RUNS_SQL, [name, RECENT_RUNS])]
-            for name in names
-        }
+        recent: dict[str, list[Run]] = {name: [] for name in names}
+        for name, *run in connection.execute(RECENT_RUNS_SQL, [names, RECENT_RUNS]):
+            recent[name].append(Run(*run))
         throughput = read_throughput(connection, names, now_epoch)
         workers = [Worker(*row) for row in connection.execute(WORKERS_SQL, [WORKERS_SHOWN])]
     return Snapshot(taken_at, status, recent, throughput, workers)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from harness.console.pages.common import as_user, render, requires
+from harness.console.paging import Page, day_range, keyset_page
 from harness.console.params import BadFilter, query_date, query_id
 
 DEAD_LETTER_PIPELINES = ("permits", "shipments")
@@ -68,10 +69,7 @@ class FailureFilter:
         return {k: v for k, v in kept.items() if v}
 
     def range(self) -> dict[str, datetime | None]:
-        return {
-            "from": _day_start(self.logged_from),
-            "to": _day_start(self.logged_to + timedelta(days=1)) if self.logged_to else None,
-        }
+        return day_range(self.logged_from, self.logged_to)
 
 
 @dataclass(frozen=True)
@@ -113,16 +111,6 @@ class DeadLetter:
     process_id: int | None
 
 
-@dataclass(frozen=True)
-class Page:
-    rows: list[Any]
-    next_key: int | None  # the keyset value of the next page, None on the last
-
-
-def _day_start(day: date | None) -> datetime | None:
-    return None if day is None else datetime.combine(day, time(), UTC)
-
-
 def _text(value: str | None, name: str, pattern: re.Pattern[str], what: str) -> str | None:
     if not value:
         return None
@@ -161,13 +149,8 @@ def list_failures(
         "process": where.process_id,
         **where.range(),
         "before": before,
-        "limit": limit + 1,  # one more tells whether an older page exists
     }
-    with connection.cursor(row_factory=class_row(Failure)) as cursor:
-        rows = cursor.execute(FAILURES_SQL, params).fetchall()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, rows[-1].error_id if more else None)
+    return keyset_page(connection, FAILURES_SQL, params, Failure, limit=limit, key="error_id")
 
 
 def list_causes(connection: psycopg.Connection, where: FailureFilter) -> list[Cause]:
@@ -178,12 +161,8 @@ def list_causes(connection: psycopg.Connection, where: FailureFilter) -> list[Ca
 def list_dead_letters(
     connection: psycopg.Connection, pipeline: str, *, limit: int, after: int | None
 ) -> Page:
-    params = {"pipeline": pipeline, "after": after, "limit": limit + 1}
-    with connection.cursor(row_factory=class_row(DeadLetter)) as cursor:
-        rows = cursor.execute(DEAD_LETTERS_SQL, params).fetchall()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, rows[-1].item_id if more else None)
+    params = {"pipeline": pipeline, "after": after}
+    return keyset_page(connection, DEAD_LETTERS_SQL, params, DeadLetter, limit=limit, key="item_id")
 
 
 @requires("read")

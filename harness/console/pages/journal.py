@@ -9,12 +9,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 import psycopg
-from psycopg.rows import class_row
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from harness.console.pages.common import as_user, render, requires
+from harness.console.paging import Page, keyset_page
 from harness.console.params import BadFilter, query_id
 
 JOURNAL_SQL = """
@@ -43,20 +43,20 @@ async def journal(request: Request) -> Response:
         return render(request, "error.html", {"message": str(bad)}, 400)
     limit = request.app.state.settings.page_size
 
-    def read(connection: psycopg.Connection) -> list[Entry]:
-        with connection.cursor(row_factory=class_row(Entry)) as cursor:
-            return cursor.execute(JOURNAL_SQL, {"before": before, "limit": limit + 1}).fetchall()
+    def read(connection: psycopg.Connection) -> Page[Entry]:
+        params = {"before": before}
+        return keyset_page(connection, JOURNAL_SQL, params, Entry, limit=limit, key="action_id")
 
-    rows = await as_user(request, read)
-    more = len(rows) > limit
-    rows = rows[:limit]
+    page = await as_user(request, read)
     return render(
         request,
         "journal.html",
         {
-            "rows": rows,
+            "rows": page.rows,
             "older_link": (
-                "/journal?" + urlencode({"before": rows[-1].action_id}) if more else None
+                "/journal?" + urlencode({"before": page.next_key})
+                if page.next_key is not None
+                else None
             ),
             "newest_link": "/journal" if before is not None else None,
         },

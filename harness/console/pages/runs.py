@@ -62,7 +62,7 @@ async def runs(request: Request) -> Response:
             "where": where,
             "pipelines": names,
             "statuses": RUN_STATUSES,
-            "older_link": link(before=page.older) if page.older is not None else None,
+            "older_link": link(before=page.next_key) if page.next_key is not None else None,
             "newest_link": "/runs?" + urlencode(kept) if before is not None else None,
         },
     )
