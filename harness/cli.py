@@ -20,6 +20,7 @@ from typer.core import TyperGroup
 from harness.commands.common import console, out, start_worker
 from harness.commands.control import pause, resume
 from harness.commands.db import db_app
+from harness.commands.di import di_app
 from harness.commands.extract import extract
 from harness.commands.operations import alerts_app, cancel, report_app, retry, verify
 from harness.commands.permits import permits_app, run_permits
@@ -58,6 +59,7 @@ run_app = typer.Typer(
 run_app.command("permits")(run_permits)
 run_app.command("shipments")(run_shipments)
 app.add_typer(db_app, name="db")
+app.add_typer(di_app, name="di")
 app.add_typer(run_app, name="run")
 app.add_typer(permits_app, name="permits")
 app.command("extract")(extract)

@@ -13,6 +13,7 @@ import os
 import re
 import socket
 from collections.abc import Callable, Collection
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, quote_plus, unquote
 
@@ -218,6 +219,26 @@ class S3Settings(BaseSettings):
     )
     prefix: str = Field("permits/", description="Key prefix for permit PDFs")
     region: str = "us-east-1"
+
+
+class DiSettings(BaseSettings):
+    """The object-storage layer of the migration hub (seed 001): where each DI run's window is
+    kept as gzipped CSV. Credentials: the usual AWS_* variables, read by boto3."""
+
+    model_config = _config("DI_")
+
+    bucket: str = Field(
+        min_length=1,
+        description="the bucket of the object-storage layer",
+        examples=["migration-layer"],
+    )
+    prefix: str = Field("di/", description="Key prefix of the layer's files")
+    endpoint_url: str | None = Field(None, description="S3-compatible endpoint; AWS when unset")
+    region: str = "us-east-1"
+    parallel: int = Field(2, ge=1, le=32, description="DI processes run at once")
+    transforms: Path | None = Field(
+        None, description="Folder of the BL SELECTs; default db/transforms of the SQL package"
+    )
 
 
 class PermitSettings(BaseSettings):

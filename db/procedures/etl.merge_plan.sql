@@ -1,6 +1,7 @@
 -- etl.merge_plan: the SQL fragments etl.merge_table assembles, read from the catalog, with every
 -- identifier quoted by format('%I'). Source values are cast to the target column's type when the
--- types differ. Raises 42703 for a source or key column the target cannot take.
+-- types differ (a character type without its length: see source_value). Raises 42703 for a
+-- source or key column the target cannot take.
 CREATE OR REPLACE FUNCTION etl.merge_plan(
     p_source   regclass,
     p_target   regclass,
@@ -62,6 +63,15 @@ BEGIN
                s.attname = ANY (p_keys) AS is_key,
                CASE WHEN s.atttypid = t.atttypid AND s.atttypmod = t.atttypmod
                     THEN format('s.%I', s.attname)
+                    -- an explicit cast to varchar(n), char(n) or bit(n) cuts a longer value
+                    -- without a word; cast to the type without its length, and the write into
+                    -- the column refuses the value (22001), which the merge logs as a bad row
+                    WHEN t.atttypid IN ('varchar'::regtype, 'bpchar'::regtype)
+                    THEN format('s.%I::pg_catalog.%s', s.attname,
+                                CASE t.atttypid WHEN 'varchar'::regtype THEN 'varchar'
+                                                ELSE 'bpchar' END)
+                    WHEN t.atttypid IN ('bit'::regtype, 'varbit'::regtype)
+                    THEN format('s.%I::pg_catalog.varbit', s.attname)
                     ELSE format('s.%I::%s', s.attname, format_type(t.atttypid, t.atttypmod))
                END AS source_value,
                -- types without an equality operator (json, xml, ...) are compared as text

@@ -149,7 +149,11 @@ BEGIN
                     v_context = PG_EXCEPTION_CONTEXT, v_column = COLUMN_NAME;
                 v_column := coalesce(nullif(v_column, ''),
                                      etl.merge_find_bad_field(v_row.pgferry_row, v_plan.columns,
-                                                              v_plan.source_values));
+                                                              v_plan.source_values),
+                                     -- too long for a varchar(n)/char(n): the write refused it
+                                     CASE WHEN v_state = '22001'
+                                          THEN etl.find_overlong_field(p_target, v_row.payload)
+                                     END);
                 PERFORM etl.log_error(
                     p_object_name => 'etl.merge_table',
                     p_sqlstate    => v_state,

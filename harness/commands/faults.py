@@ -294,6 +294,8 @@ def _explainers() -> list[tuple[Any, Callable[[Any], Fault | None]]]:
 
     from harness.deploy import migrate
     from harness.deploy.paths import LayoutMissing
+    from harness.di.metadata import UnknownProcess
+    from harness.di.schedule import DependencyCycle
     from harness.ops.extract import UnknownTable
 
     def plain(code: int) -> Callable[[Exception], Fault]:
@@ -303,6 +305,7 @@ def _explainers() -> list[tuple[Any, Callable[[Any], Fault | None]]]:
         (ConfigurationError, _configuration),
         (SchemaNotReady, plain(EXIT_CONFIG)),
         (UnknownTable, plain(EXIT_CONFIG)),
+        (UnknownProcess | DependencyCycle, plain(EXIT_CONFIG)),
         (LayoutMissing, plain(EXIT_CONFIG)),
         (getattr(migrate, "MigrationLockTimeout", ()), plain(EXIT_UNREACHABLE)),
         (psycopg.OperationalError, _operational),

@@ -26,6 +26,8 @@ OWN_PREFIXES = (
     "SMTP_",
     "ALERT_",
     "DEAD_LETTER_",
+    "DI_",
+    "PGFERRY_SOURCE_",
 )
 
 

@@ -247,6 +247,31 @@ def test_typed_targets_take_text_staging_and_json_compares(db_url: str) -> None:
         assert merge(conn, "'s'", "'d'") == counts(updated=1)
 
 
+def test_a_value_too_long_for_a_character_column_is_refused_not_cut(db_url: str) -> None:
+    """An explicit cast to varchar(n)/char(n) cuts a longer value silently: the merge must log
+    the row instead, on insert and on update, and leave the stored value as it was."""
+    with connect(db_url) as conn:
+        conn.execute(
+            "CREATE TABLE s (id text, code text, flag text);"
+            " CREATE TABLE d (id int PRIMARY KEY, code varchar(5), flag char(2),"
+            " inserted_at timestamptz, updated_at timestamptz);"
+            " INSERT INTO s VALUES ('1', 'abcde', 'y'), ('2', 'abcdefgh', 'n'), ('3', 'ok', 'xyz')"
+        )
+        assert merge(conn, "'s'", "'d'") == counts(inserted=1, failed=2)
+        assert conn.execute("SELECT id, code, flag FROM d").fetchall() == [(1, "abcde", "y ")]
+        conn.execute("UPDATE s SET code = 'abcdef' WHERE id = '1'")
+        assert merge(conn, "'s'", "'d'") == counts(failed=3)
+        assert conn.execute("SELECT code FROM d").fetchall() == [("abcde",)]
+        logged = conn.execute(
+            "SELECT row_key ->> 'id', detail FROM etl.error_log ORDER BY error_id"
+        ).fetchall()
+        assert [(key, "field: code" in d or "field: flag" in d) for key, d in logged][-3:] == [
+            ("1", True),
+            ("2", True),
+            ("3", True),
+        ]
+
+
 def test_a_view_can_be_the_source_including_the_row_fallback(db_url: str) -> None:
     with connect(db_url) as conn:
         conn.execute(

@@ -43,6 +43,7 @@ WORKER_ROUTINES = LOADER_ROUTINES | {
     "etl.worker_heartbeat(text,text,integer,text[])",
     "etl.worker_stopped(text)",
     "etl.compact_error_causes()",
+    "etl.end_di_run(bigint,text,bigint,text)",
     "etl.extract_query(regclass,boolean,text)",
     "etl.mask_email(text,text)",
     "etl.mask_hash(text,text)",

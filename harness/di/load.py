@@ -1,0 +1,168 @@
+"""A window's file -> the STG table, in one transaction of the target database: the CSV copied
+into a temporary table of text columns (a value the STG column's type refuses cannot fail the
+COPY: etl.merge_table casts, and logs each row it cannot merge with its key and field while the
+rest lands), then merged with etl.merge_table (stamps, real changes only; a full reload marks
+rows gone from the source as deleted), then the source's soft deletes applied."""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from harness.di.extract import DELETED_ALIAS
+from harness.di.metadata import DiProcess
+
+TRACKING = ("inserted_at", "updated_at", "deleted_at")
+READ_BLOCK = 1 << 20
+
+# the STG table's columns the source fills (all but the tracking stamps), with their types
+COLUMNS_SQL = """
+SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)
+  FROM pg_catalog.pg_attribute AS a
+ WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
+   AND a.attname <> ALL (%s)
+ ORDER BY a.attnum
+"""
+PRIMARY_KEY_SQL = """
+SELECT array_agg(a.attname ORDER BY k.ordinality)
+  FROM pg_catalog.pg_index AS i
+ CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k (attnum, ordinality)
+  JOIN pg_catalog.pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+ WHERE i.indrelid = %s AND i.indisprimary
+"""
+ROWS = sql.Identifier("pg_temp", "pgferry_di_rows")
+DELETED = sql.Identifier("pg_temp", "pgferry_di_deleted")
+
+
+class BadTarget(LookupError):
+    """The STG table a DI process names does not exist, or has no key."""
+
+
+@dataclass(frozen=True)
+class Target:
+    oid: int
+    name: sql.Composable
+    columns: list[tuple[str, str]]  # (name, type) the source fills
+    keys: list[str]
+
+    @property
+    def column_names(self) -> list[str]:
+        return [name for name, _ in self.columns]
+
+
+@dataclass(frozen=True)
+class Merged:
+    inserted: int
+    updated: int
+    unchanged: int
+    deleted: int
+    failed: int
+
+
+def resolve_target(connection: psycopg.Connection, process: DiProcess) -> Target:
+    oid = connection.execute("SELECT to_regclass(%s)::oid", [process.target_table]).fetchone()[0]
+    if oid is None:
+        raise BadTarget(
+            f"DI process {process.name}: no STG table {process.target_table!r} in the target"
+            " database; create it (its columns name the source columns to read)"
+        )
+    columns = connection.execute(COLUMNS_SQL, [oid, list(TRACKING)]).fetchall()
+    keys = process.key_columns or connection.execute(PRIMARY_KEY_SQL, [oid]).fetchone()[0]
+    if not keys:
+        raise BadTarget(
+            f"DI process {process.name}: {process.target_table} has no primary key;"
+            " give the process its key columns (p_keys)"
+        )
+    name = connection.execute("SELECT %s::oid::regclass::text", [oid]).fetchone()[0]
+    return Target(oid, sql.SQL(name), columns, list(keys))
+
+
+def load_file(
+    connection: psycopg.Connection,
+    process: DiProcess,
+    target: Target,
+    path: Path,
+    process_id: int,
+) -> Merged:
+    with connection.transaction():
+        _copy_in(connection, process, target, path)
+        if process.deleted_column:
+            _set_aside_deleted(connection, target)
+        merged = _merge(connection, process, target, process_id)
+        if process.deleted_column:
+            _apply_soft_deletes(connection, target)
+        connection.execute(sql.SQL("DROP TABLE {}").format(ROWS))
+        if process.deleted_column:
+            connection.execute(sql.SQL("DROP TABLE {}").format(DELETED))
+    return merged
+
+
+def _file_columns(process: DiProcess, target: Target) -> list[str]:
+    return target.column_names + ([DELETED_ALIAS] if process.deleted_column else [])
+
+
+def _copy_in(
+    connection: psycopg.Connection, process: DiProcess, target: Target, path: Path
+) -> None:
+    columns = [sql.Identifier(name) for name in _file_columns(process, target)]
+    connection.execute(
+        sql.SQL("CREATE TEMPORARY TABLE {} ({})").format(
+            ROWS, sql.SQL(", ").join(sql.SQL("{} text").format(c) for c in columns)
+        )
+    )
+    copy = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER)").format(
+        ROWS, sql.SQL(", ").join(columns)
+    )
+    with connection.cursor() as cursor, cursor.copy(copy) as stream, gzip.open(path, "rb") as rows:
+        while block := rows.read(READ_BLOCK):
+            stream.write(block)
+
+
+def _set_aside_deleted(connection: psycopg.Connection, target: Target) -> None:
+    """Rows the source soft-deleted leave the rows to merge (a merge would revive them)."""
+    keys = sql.SQL(", ").join(sql.Identifier(k) for k in target.keys)
+    alias = sql.Identifier(DELETED_ALIAS)
+    connection.execute(
+        sql.SQL("CREATE TEMPORARY TABLE {} AS SELECT {}, {} FROM {} WHERE {} IS NOT NULL").format(
+            DELETED, keys, alias, ROWS, alias
+        )
+    )
+    connection.execute(sql.SQL("DELETE FROM {} WHERE {} IS NOT NULL").format(ROWS, alias))
+
+
+def _merge(
+    connection: psycopg.Connection, process: DiProcess, target: Target, process_id: int
+) -> Merged:
+    row = connection.execute(
+        "SELECT * FROM etl.merge_table(%(rows)s::regclass, %(target)s::regclass, %(keys)s,"
+        " p_mark_deletes => %(full)s, p_process_id => %(process)s, p_skip_columns => %(skip)s)",
+        {
+            "rows": "pg_temp.pgferry_di_rows",
+            "target": target.oid,
+            "keys": target.keys,
+            "full": process.full_reload,
+            "process": process_id,
+            "skip": [DELETED_ALIAS],
+        },
+    ).fetchone()
+    return Merged(*row)
+
+
+def _apply_soft_deletes(connection: psycopg.Connection, target: Target) -> None:
+    """A row the source soft-deleted is deleted in STG from the source's time, once: a row
+    already deleted keeps its stamp (a re-read window changes nothing)."""
+    types = dict(target.columns)
+    match = sql.SQL(" AND ").join(
+        sql.SQL("t.{} = d.{}::{}").format(sql.Identifier(k), sql.Identifier(k), sql.SQL(types[k]))
+        for k in target.keys
+    )
+    connection.execute(
+        sql.SQL(
+            "UPDATE {} AS t SET deleted_at = d.{}::timestamptz, updated_at = clock_timestamp()"
+            " FROM {} AS d WHERE {} AND t.deleted_at IS NULL"
+        ).format(target.name, sql.Identifier(DELETED_ALIAS), DELETED, match)
+    )

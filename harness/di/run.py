@@ -1,0 +1,134 @@
+"""One run of one DI process. Source to STG: open a run (etl.start_process: one at a time per
+process, its window from the last succeeded run's end minus the overlap, or the whole table for
+a full reload), read the window from the source into a gzipped CSV file, store it in the
+object-storage layer, load and merge it into the STG table, close the run. STG to BL: the
+project's SELECT for the BL table merged into it (harness.di.transform), in the same run frame.
+
+Any failure closes the run as failed with its reason (etl.end_di_run: logged, alerted) and
+nothing of it is merged (the merge is one transaction); the next run covers its window again.
+A failure in one process is that process's result: it never stops another."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from harness.config import scrub
+from harness.di.extract import Window, extract_window
+from harness.di.layer import object_key, store
+from harness.di.load import Merged, load_file, resolve_target
+from harness.di.metadata import DiProcess
+from harness.di.sources import connect_source
+from harness.di.transform import merge_transform, read_transform
+
+log = logging.getLogger(__name__)
+
+
+def default_transforms() -> Path:
+    """db/transforms of the SQL package this harness runs with."""
+    from harness.deploy.paths import default_layout
+
+    return default_layout().root / "db" / "transforms"
+
+
+@dataclass(frozen=True)
+class Layer:
+    client: Any  # boto3 S3 client
+    bucket: str
+    prefix: str
+    transforms: Path | None = None  # the folder of the BL SELECTs (stg_to_bl processes)
+
+
+@dataclass(frozen=True)
+class DiRunResult:
+    name: str
+    status: str  # succeeded, failed, or refused (another run of the process is running)
+    process_id: int | None = None
+    rows: int = 0  # rows read from the source
+    merged: Merged | None = None
+    key: str | None = None  # the layer's object
+    sha256: str | None = None
+    message: str | None = None
+    seconds: float = 0.0
+
+
+Progress = Callable[[str, str], None]  # (process, step)
+
+
+def run_process(
+    target: psycopg.Connection,
+    process: DiProcess,
+    layer: Layer,
+    progress: Progress | None = None,
+) -> DiRunResult:
+    """Run ``process`` once on the autocommit connection ``target``."""
+    started = time.monotonic()
+    process_id = target.execute("SELECT etl.start_process(%s)", [process.name]).fetchone()[0]
+    if process_id is None:
+        return DiRunResult(process.name, "refused", message="another run is still running")
+    try:
+        result = _run(target, process, layer, process_id, progress or (lambda *_: None))
+    except Exception as error:  # every failure is this run's: recorded, then reported
+        message = scrub(_first_line(error))
+        log.warning("DI run failed", extra={"di_process": process.name, "error": message})
+        _end(target, process_id, "failed", None, message)
+        return DiRunResult(
+            process.name,
+            "failed",
+            process_id,
+            message=message,
+            seconds=time.monotonic() - started,
+        )
+    _end(target, process_id, "succeeded", result.rows, None)
+    return DiRunResult(**{**result.__dict__, "seconds": time.monotonic() - started})
+
+
+def _run(
+    target: psycopg.Connection,
+    process: DiProcess,
+    layer: Layer,
+    process_id: int,
+    progress: Progress,
+) -> DiRunResult:
+    window = Window(
+        *target.execute("SELECT * FROM etl.get_time_range(%s)", [process_id]).fetchone()
+    )
+    stg = resolve_target(target, process)
+    if process.kind == "stg_to_bl":
+        select = read_transform(layer.transforms or default_transforms(), process.target_table)
+        progress(process.name, "transform")
+        merged = merge_transform(target, select, stg, window, process.full_reload, process_id)
+        rows = merged.inserted + merged.updated + merged.unchanged + merged.failed
+        return DiRunResult(process.name, "succeeded", process_id, rows, merged)
+    with tempfile.TemporaryDirectory(prefix="pgferry-di-") as scratch:
+        progress(process.name, "extract")
+        with connect_source(process.source or "") as source:
+            extracted = extract_window(
+                source, process, stg.column_names, window, Path(scratch) / "window.csv.gz"
+            )
+        progress(process.name, "store")
+        key = object_key(layer.prefix, process.name, window)
+        store(layer.client, layer.bucket, key, extracted)
+        progress(process.name, "merge")
+        merged = load_file(target, process, stg, extracted.path, process_id)
+    return DiRunResult(
+        process.name, "succeeded", process_id, extracted.rows, merged, key, extracted.sha256
+    )
+
+
+def _end(
+    target: psycopg.Connection, process_id: int, status: str, rows: int | None, message: str | None
+) -> None:
+    target.execute("SELECT etl.end_di_run(%s, %s, %s, %s)", [process_id, status, rows, message])
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,237 @@
+"""Source -> layer -> STG for real: what each run leaves in STG, compared field by field with the
+source, and what it leaves in the layer and in etl.process, through CDC overlaps, changes,
+soft and hard deletes, revivals, a bad source row, a source that goes away mid-run, and hostile
+names in the metadata."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from tests.di.conftest import Hub, add_users
+
+
+def xmins(hub: Hub, name: str) -> list[tuple[int, str]]:
+    """Row versions of the STG table: a write of any row changes them."""
+    with hub.target() as conn:
+        return conn.execute(f"SELECT id, xmin::text FROM stg.{name} ORDER BY id").fetchall()
+
+
+def test_a_window_lands_in_stg_through_the_layer(hub: Hub) -> None:
+    with hub.source() as source:
+        add_users(source, 1, 200)
+    hub.define("users", cdc_column="updated_at", window_overlap=timedelta(days=7))
+
+    result = hub.run("users")
+
+    assert (result.status, result.rows) == ("succeeded", 200)
+    assert (result.merged.inserted, result.merged.failed) == (200, 0)
+    assert hub.stg_rows("users") == hub.source_rows()
+    # the layer holds the window as gzipped CSV under its key, with the SHA-256 of its bytes
+    stored = hub.layer.client.get_object(Bucket=hub.layer.bucket, Key=result.key)
+    body = stored["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == result.sha256 == stored["Metadata"]["sha256"]
+    lines = gzip.decompress(body).decode().splitlines()
+    assert lines[0] == "id,name,email,score,created_at" and len(lines) == 201
+    assert result.key.startswith("di/users/19700101T000000.000000Z--")
+    with hub.target() as conn:
+        status, rows, consumed = conn.execute(
+            "SELECT status, rows_loaded, consumed_at IS NOT NULL FROM etl.process"
+            " WHERE process_id = %s",
+            [result.process_id],
+        ).fetchone()
+    assert (status, rows, consumed) == ("succeeded", 200, True)
+
+
+def test_an_overlapping_window_reads_rows_again_and_writes_nothing(hub: Hub) -> None:
+    with hub.source() as source:
+        add_users(source, 1, 50)
+    hub.define("users", cdc_column="updated_at", window_overlap=timedelta(days=7))
+    hub.run("users")
+    before = xmins(hub, "users")
+
+    again = hub.run("users")
+
+    assert again.rows == 50  # the overlap re-read every row
+    assert (again.merged.inserted, again.merged.updated, again.merged.unchanged) == (0, 0, 50)
+    assert xmins(hub, "users") == before  # and no row was written
+    assert hub.stg_rows("users") == hub.source_rows()
+
+
+def test_changes_in_the_window_are_merged_and_nothing_else(hub: Hub) -> None:
+    with hub.source() as source:
+        add_users(source, 1, 20)
+    hub.define("users", cdc_column="updated_at")  # no overlap
+    first = hub.run("users")
+    with hub.source() as source:
+        source.execute(
+            "UPDATE app.users SET name = name || ' (renamed)', email = NULL, updated_at = now()"
+            " WHERE id <= 3"
+        )
+        add_users(source, 21, 2, updated_at=None)
+        source.execute("UPDATE app.users SET updated_at = now() WHERE id > 20")
+
+    second = hub.run("users")
+
+    assert second.rows == 5  # only the window since the first run ended
+    assert (second.merged.inserted, second.merged.updated) == (2, 3)
+    assert hub.stg_rows("users") == hub.source_rows()
+    with hub.target() as conn:
+        windows = conn.execute(
+            "SELECT window_from, window_to FROM etl.process WHERE process_id IN (%s, %s)"
+            " ORDER BY process_id",
+            [first.process_id, second.process_id],
+        ).fetchall()
+    assert windows[1][0] == windows[0][1]  # the second window starts where the first ended
+
+
+def test_soft_deletes_and_revivals_follow_the_source(hub: Hub) -> None:
+    with hub.source() as source:
+        add_users(source, 1, 10)
+    hub.define(
+        "users",
+        cdc_column="updated_at",
+        window_overlap=timedelta(days=1),
+        deleted_column="deleted_at",
+    )
+    hub.run("users")
+    with hub.source() as source:
+        source.execute(
+            "UPDATE app.users SET deleted_at = now() - interval '5 minutes', updated_at = now()"
+            " WHERE id IN (2, 4, 6)"
+        )
+
+    deleted = hub.run("users")
+
+    assert deleted.status == "succeeded"
+    assert hub.stg_rows("users") == hub.source_rows()
+    with hub.target() as conn, hub.source() as source:
+        stg = conn.execute(
+            "SELECT id, deleted_at FROM stg.users WHERE deleted_at IS NOT NULL ORDER BY id"
+        ).fetchall()
+        src = source.execute(
+            "SELECT id, deleted_at FROM app.users WHERE deleted_at IS NOT NULL ORDER BY id"
+        ).fetchall()
+    assert stg == src  # deleted from the source's own moment
+    before = xmins(hub, "users")
+    assert hub.run("users").status == "succeeded"
+    assert xmins(hub, "users") == before  # a re-read deleted row is not written again
+
+    with hub.source() as source:
+        source.execute("UPDATE app.users SET deleted_at = NULL, updated_at = now() WHERE id = 4")
+    revived = hub.run("users")
+    assert revived.merged.updated == 1
+    assert hub.stg_rows("users") == hub.source_rows()
+
+
+def test_a_full_reload_marks_rows_gone_from_the_source_and_revives_returning_ones(hub: Hub) -> None:
+    with hub.source() as source:
+        add_users(source, 1, 10)
+    hub.define("users")  # no CDC column: every run reads the whole table
+    hub.run("users")
+    with hub.source() as source:
+        source.execute("DELETE FROM app.users WHERE id IN (1, 2)")
+
+    reloaded = hub.run("users")
+
+    assert (reloaded.rows, reloaded.merged.deleted) == (8, 2)
+    assert hub.stg_rows("users") == hub.source_rows()
+    with hub.source() as source:
+        add_users(source, 1, 1)
+    assert hub.run("users").merged.updated == 1  # revived
+    assert hub.stg_rows("users") == hub.source_rows()
+
+
+def test_a_bad_source_row_is_logged_with_its_key_and_field_and_the_rest_lands(hub: Hub) -> None:
+    with hub.source() as source:
+        add_users(source, 1, 30)
+        source.execute(
+            "UPDATE app.users SET name = repeat('x', 60) WHERE id = 17"
+        )  # STG: varchar(40)
+    hub.define("users", cdc_column="updated_at")
+
+    result = hub.run("users")
+
+    assert result.status == "succeeded"
+    assert (result.merged.inserted, result.merged.failed) == (29, 1)
+    assert hub.stg_rows("users") == [row for row in hub.source_rows() if row[0] != 17]
+    with hub.target() as conn:
+        key, detail, process_id = conn.execute(
+            "SELECT row_key, detail, process_id FROM etl.error_log"
+            " WHERE object_name = 'etl.merge_table'"
+        ).fetchone()
+    assert key == {"id": "17"} and "field: name" in detail and process_id == result.process_id
+
+
+def test_a_source_that_goes_away_mid_run_fails_the_run_and_the_next_covers_its_window(
+    hub: Hub,
+) -> None:
+    with hub.source() as source:
+        add_users(source, 1, 5000)
+    # the source's backend ends itself after streaming part of the rows: the connection is lost
+    # in the middle of the COPY
+    hub.define(
+        "users",
+        source_table=None,
+        source_query="SELECT * FROM app.users WHERE CASE WHEN id = 4000"
+        " THEN pg_terminate_backend(pg_backend_pid()) ELSE true END",
+        cdc_column="updated_at",
+    )
+
+    failed = hub.run("users")
+
+    assert failed.status == "failed" and "terminat" in failed.message.lower()
+    assert hub.stg_rows("users") == []  # nothing of the window was merged
+    hub.define("users", source_table="app.users", source_query=None, cdc_column="updated_at")
+    healed = hub.run("users")
+    assert (healed.status, healed.rows) == ("succeeded", 5000)
+    assert hub.stg_rows("users") == hub.source_rows()
+    with hub.target() as conn:
+        (failed_window, healed_window) = conn.execute(
+            "SELECT window_from FROM etl.process WHERE process_id IN (%s, %s) ORDER BY process_id",
+            [failed.process_id, healed.process_id],
+        ).fetchall()
+        status, message = conn.execute(
+            "SELECT status, message FROM etl.process WHERE process_id = %s", [failed.process_id]
+        ).fetchone()
+    assert healed_window == failed_window and status == "failed" and message
+
+
+def test_hostile_names_in_the_metadata_execute_nothing(hub: Hub) -> None:
+    canary = "CREATE TABLE public.canary (x int); INSERT INTO public.canary VALUES (1)"
+    with hub.source() as source:
+        source.execute(canary)
+        add_users(source, 1, 3)
+    with hub.target() as target:
+        target.execute(canary)
+    # names the metadata accepts: each is a quoted identifier that names nothing, the run fails
+    hostile = [
+        {"source_table": "users; DROP TABLE public.canary; --"},
+        {"source_table": 'app.users"; DROP TABLE canary; --'},
+        {"cdc_column": "updated_at >= now(); DROP TABLE public.canary; --"},
+        {"deleted_column": 'deleted_at"; DROP TABLE public.canary; --'},
+    ]
+    for n, arguments in enumerate(hostile):
+        name = f"hostile_{n}"
+        hub.define(name, **arguments)
+        result = hub.run(name)
+        assert result.status == "failed", arguments
+        assert "does not exist" in result.message, result.message
+        assert hub.stg_rows(name) == []
+    # a table name of more than two parts is refused when declared
+    with pytest.raises(psycopg.errors.CheckViolation):
+        hub.define("hostile_x", source_table="app.users; DROP TABLE public.canary; --")
+    with hub.source() as source, hub.target() as target:
+        assert source.execute("SELECT x FROM public.canary").fetchall() == [(1,)]
+        assert target.execute("SELECT x FROM public.canary").fetchall() == [(1,)]
+
+
+def test_an_unknown_source_connection_fails_that_run_naming_the_variable(hub: Hub) -> None:
+    hub.define("users", source="erp", source_table="app.users")
+    result = hub.run("users")
+    assert result.status == "failed"
+    assert "PGFERRY_SOURCE_ERP_URL is not set" in result.message
