@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 
 from harness.commands.common import console, out, start_worker
 from harness.commands.control import pause, resume
+from harness.commands.cutover import cutover_app
 from harness.commands.db import db_app
 from harness.commands.di import di_app
 from harness.commands.extract import extract
@@ -60,6 +61,7 @@ run_app.command("permits")(run_permits)
 run_app.command("shipments")(run_shipments)
 app.add_typer(db_app, name="db")
 app.add_typer(di_app, name="di")
+app.add_typer(cutover_app, name="cutover")
 app.add_typer(run_app, name="run")
 app.add_typer(permits_app, name="permits")
 app.command("extract")(extract)

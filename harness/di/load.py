@@ -45,9 +45,13 @@ class BadTarget(LookupError):
 @dataclass(frozen=True)
 class Target:
     oid: int
-    name: sql.Composable
+    table: str  # schema.table as the catalog prints it, quoted where needed
     columns: list[tuple[str, str]]  # (name, type) the source fills
     keys: list[str]
+
+    @property
+    def name(self) -> sql.Composable:
+        return sql.SQL(self.table)
 
     @property
     def column_names(self) -> list[str]:
@@ -78,7 +82,7 @@ def resolve_target(connection: psycopg.Connection, process: DiProcess) -> Target
             " give the process its key columns (p_keys)"
         )
     name = connection.execute("SELECT %s::oid::regclass::text", [oid]).fetchone()[0]
-    return Target(oid, sql.SQL(name), columns, list(keys))
+    return Target(oid, name, columns, list(keys))
 
 
 def load_file(

@@ -1,7 +1,7 @@
 """Source databases by name: PGFERRY_SOURCE_<NAME>_URL in the environment, never stored in the
-database. A source is read in a READ ONLY, REPEATABLE READ transaction (one consistent
-snapshot; DI never writes to a source) with its session time zone UTC, so the window's bounds
-mean the same instants whatever the source server's zone."""
+database. A source is read in READ ONLY, REPEATABLE READ transactions (one consistent snapshot
+each; DI never writes to a source) with TEXT_OPTIONS, so the window's bounds mean the same
+instants and values read the same whatever the source server's settings."""
 
 from __future__ import annotations
 
@@ -10,6 +10,14 @@ import os
 import psycopg
 
 from harness.config import ConfigurationError
+
+# every session that reads for the hub renders values the same way: timestamps in UTC and ISO,
+# intervals and floats in PostgreSQL's exact forms, bytea as hex (the CSV files and the cutover
+# checksums depend on the text of each value, not on a server's configuration)
+TEXT_OPTIONS = (
+    "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=1"
+    " -c bytea_output=hex"
+)
 
 
 def source_variable(name: str) -> str:
@@ -28,7 +36,12 @@ def source_url(name: str) -> str:
 
 
 def connect_source(name: str) -> psycopg.Connection:
-    connection = psycopg.connect(source_url(name), options="-c TimeZone=UTC")
+    return connect_reader(source_url(name))
+
+
+def connect_reader(url: str) -> psycopg.Connection:
+    """A connection whose every transaction() is one READ ONLY, REPEATABLE READ snapshot."""
+    connection = psycopg.connect(url, autocommit=True, options=TEXT_OPTIONS)
     connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     connection.read_only = True
     return connection

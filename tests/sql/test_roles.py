@@ -44,6 +44,7 @@ WORKER_ROUTINES = LOADER_ROUTINES | {
     "etl.worker_stopped(text)",
     "etl.compact_error_causes()",
     "etl.end_di_run(bigint,text,bigint,text)",
+    "etl.record_cutover_check(boolean,jsonb)",
     "etl.extract_query(regclass,boolean,text)",
     "etl.mask_email(text,text)",
     "etl.mask_hash(text,text)",
