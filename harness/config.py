@@ -152,6 +152,9 @@ def secret_values() -> frozenset[str]:
     values = {os.environ.get(name, "") for name in SECRET_VARIABLES}
     values |= {v or "" for k, v in _env_file_values().items() if k.upper() in SECRET_VARIABLES}
     values |= _url_secrets(os.environ.get("DATABASE_URL", ""))
+    for name, value in os.environ.items():  # the migration hub's sources (harness.di.sources)
+        if name.startswith("PGFERRY_SOURCE_") and name.endswith("_URL"):
+            values |= _url_secrets(value)
     variants = set()
     for value in values:
         if value:

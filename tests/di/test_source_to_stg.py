@@ -235,3 +235,23 @@ def test_an_unknown_source_connection_fails_that_run_naming_the_variable(hub: Hu
     result = hub.run("users")
     assert result.status == "failed"
     assert "PGFERRY_SOURCE_ERP_URL is not set" in result.message
+
+
+def test_a_source_password_never_reaches_the_run_record(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unreachable source whose URL holds a password: the failed run's message and the
+    alert name the problem, not the password."""
+    secret = "s3cret-Source-pw"
+    monkeypatch.setenv("PGFERRY_SOURCE_QVP_URL", f"postgresql://reader:{secret}@127.0.0.1:1/qvp")
+    hub.define("users", cdc_column="updated_at")
+    result = hub.run("users")
+    assert result.status == "failed" and secret not in result.message
+    with hub.target() as conn:
+        stored = conn.execute(
+            "SELECT p.message, coalesce(string_agg(a.body, ' '), '') FROM etl.process AS p"
+            " LEFT JOIN etl.alert AS a ON a.process_id = p.process_id"
+            " WHERE p.process_id = %s GROUP BY p.message",
+            [result.process_id],
+        ).fetchone()
+    assert stored[0] and all(secret not in text for text in stored)
