@@ -6,7 +6,8 @@
 -- SELECT; p_cdc_column the source's change timestamp (NULL: every run reloads the whole table
 -- and marks rows gone from it as deleted), p_window_overlap how far each window reaches back
 -- (seed 001: seven days, daily); p_deleted_column the source's soft-delete timestamp, if any.
--- p_target_table the STG table, p_keys its key (empty: its primary key). Returns the name.
+-- p_target_table the STG table, p_keys its key (empty: its primary key). Files processes
+-- (etl.define_file_process) also name p_source_bucket. Returns the name.
 CREATE OR REPLACE FUNCTION etl.define_di_process(
     p_name            text,
     p_target_table    text,
@@ -20,7 +21,8 @@ CREATE OR REPLACE FUNCTION etl.define_di_process(
     p_group           text DEFAULT 'default',
     p_depends_on      text[] DEFAULT '{}',
     p_kind            text DEFAULT 'source_to_stg',
-    p_description     text DEFAULT '')
+    p_description     text DEFAULT '',
+    p_source_bucket   text DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -34,21 +36,21 @@ BEGIN
            full_reload = excluded.full_reload;
     INSERT INTO etl.di_process AS d (name, kind, source, source_table, source_query, cdc_column,
                                      deleted_column, target_table, key_columns, process_group,
-                                     depends_on)
+                                     depends_on, source_bucket)
     VALUES (p_name, p_kind, p_source, p_source_table, p_source_query, p_cdc_column,
-            p_deleted_column, p_target_table, p_keys, p_group, p_depends_on)
+            p_deleted_column, p_target_table, p_keys, p_group, p_depends_on, p_source_bucket)
     ON CONFLICT (name) DO UPDATE
        SET kind = excluded.kind, source = excluded.source, source_table = excluded.source_table,
            source_query = excluded.source_query, cdc_column = excluded.cdc_column,
            deleted_column = excluded.deleted_column, target_table = excluded.target_table,
            key_columns = excluded.key_columns, process_group = excluded.process_group,
-           depends_on = excluded.depends_on;
+           depends_on = excluded.depends_on, source_bucket = excluded.source_bucket;
     RETURN p_name;
 END
 $function$;
 
 REVOKE ALL ON FUNCTION etl.define_di_process(text, text, text, text, text, text, interval, text,
-                                             text[], text, text[], text, text) FROM PUBLIC;
+                                             text[], text, text[], text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION etl.define_di_process(text, text, text, text, text, text, interval,
-                                                text, text[], text, text[], text, text)
+                                                text, text[], text, text[], text, text, text)
     TO pgferry_owner;

@@ -12,7 +12,7 @@ from psycopg.rows import class_row
 PROCESSES_SQL = """
 SELECT d.name, d.kind, d.source, d.source_table, d.source_query, d.cdc_column,
        d.deleted_column, d.target_table, d.key_columns, d.process_group, d.depends_on,
-       p.window_overlap
+       p.window_overlap, d.source_bucket
   FROM etl.di_process AS d
   JOIN etl.pipeline AS p USING (name)
  ORDER BY d.name
@@ -26,17 +26,18 @@ class UnknownProcess(LookupError):
 @dataclass(frozen=True)
 class DiProcess:
     name: str
-    kind: str  # source_to_stg (stg_to_bl: later)
+    kind: str  # source_to_stg, stg_to_bl, files
     source: str | None  # connection name: PGFERRY_SOURCE_<NAME>_URL
     source_table: str | None  # schema.table in the source
     source_query: str | None  # or a SELECT
     cdc_column: str | None  # None: every run reloads the whole table
     deleted_column: str | None  # the source's soft-delete timestamp
-    target_table: str  # the STG table
+    target_table: str  # the STG or BL table; for files the target bucket, s3://bucket/prefix
     key_columns: list[str]  # empty: the target's primary key
     process_group: str
     depends_on: list[str]
     window_overlap: timedelta
+    source_bucket: str | None = None  # files: s3://bucket/prefix the keys are in
 
     @property
     def full_reload(self) -> bool:

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from harness.config import scrub
 from harness.di.extract import Window, extract_window
+from harness.di.files import copy_files, keys_in_window
 from harness.di.layer import object_key, store
 from harness.di.load import Merged, load_file, resolve_target
 from harness.di.metadata import DiProcess
@@ -59,7 +61,7 @@ class DiRunResult:
     seconds: float = 0.0
 
 
-Progress = Callable[[str, str], None]  # (process, step)
+Progress = Callable[[str, str], None]  # (process, what a step did)
 
 
 def run_process(
@@ -100,26 +102,62 @@ def _run(
     window = Window(
         *target.execute("SELECT * FROM etl.get_time_range(%s)", [process_id]).fetchone()
     )
+    if process.kind == "files":
+        return _run_files(target, process, layer, process_id, window, progress)
     stg = resolve_target(target, process)
     if process.kind == "stg_to_bl":
         select = read_transform(layer.transforms or default_transforms(), process.target_table)
-        progress(process.name, "transform")
         merged = merge_transform(target, select, stg, window, process.full_reload, process_id)
+        progress(process.name, f"transformed: {_counts(merged)}")
         rows = merged.inserted + merged.updated + merged.unchanged + merged.failed
         return DiRunResult(process.name, "succeeded", process_id, rows, merged)
     with tempfile.TemporaryDirectory(prefix="pgferry-di-") as scratch:
-        progress(process.name, "extract")
         with connect_source(process.source or "") as source:
             extracted = extract_window(
                 source, process, stg.column_names, window, Path(scratch) / "window.csv.gz"
             )
-        progress(process.name, "store")
+        progress(process.name, f"extracted {extracted.rows} rows ({extracted.size} bytes gzipped)")
         key = object_key(layer.prefix, process.name, window)
         store(layer.client, layer.bucket, key, extracted)
-        progress(process.name, "merge")
+        progress(process.name, f"stored s3://{layer.bucket}/{key}")
         merged = load_file(target, process, stg, extracted.path, process_id)
+        progress(process.name, f"merged: {_counts(merged)}")
     return DiRunResult(
         process.name, "succeeded", process_id, extracted.rows, merged, key, extracted.sha256
+    )
+
+
+def _run_files(
+    target: psycopg.Connection,
+    process: DiProcess,
+    layer: Layer,
+    process_id: int,
+    window: Window,
+    progress: Progress,
+) -> DiRunResult:
+    """Files CDC: the counts go where a table's would (inserted: objects copied, unchanged:
+    already in the target, failed: not copied, each logged in etl.error_log with its key)."""
+    with connect_source(process.source or "") as source:
+        keys = keys_in_window(source, process, window)
+    counts, failures = copy_files(layer.client, process, keys)
+    for failure in failures:
+        target.execute(
+            "SELECT etl.log_error(p_object_name => 'harness di files', p_sqlstate => '58P01',"
+            " p_message => %s, p_row_key => %s, p_process_id => %s)",
+            [f"file not copied: {failure.error}", Jsonb({"key": failure.key}), process_id],
+        )
+    progress(
+        process.name,
+        f"files: {counts.copied} copied, {counts.present} already there, {counts.failed} failed",
+    )
+    merged = Merged(counts.copied, 0, counts.present, 0, counts.failed)
+    return DiRunResult(process.name, "succeeded", process_id, counts.listed, merged)
+
+
+def _counts(merged: Merged) -> str:
+    return (
+        f"{merged.inserted} inserted, {merged.updated} updated, {merged.unchanged} unchanged,"
+        f" {merged.deleted} deleted, {merged.failed} failed"
     )
 
 

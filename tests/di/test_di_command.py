@@ -50,7 +50,7 @@ def test_two_sources_run_side_by_side_and_a_failure_stops_no_other(
     assert results["qvp_users"]["merged"]["inserted"] == 100
     assert hub.stg_rows("qvp_users") == hub.source_rows("qvp")
     assert hub.stg_rows("svp_users") == hub.source_rows("svp")
-    assert "svp_users: merge" in ran.stderr  # progress, per process and step, on stderr
+    assert "svp_users: merged: 60 inserted" in ran.stderr  # progress per step, on stderr
 
     group = run(env, "di", "run", "--group", "svp")
     assert group.returncode == 1
