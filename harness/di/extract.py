@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from harness.di.metadata import DiProcess
 
 DELETED_ALIAS = "pgferry_deleted"  # the source's soft-delete column, as the file carries it
 GZIP_LEVEL = 1  # the layer is a transit copy: speed over size
+WRITE_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,11 @@ def extract_window(
     columns: list[str],
     window: Window,
     path: Path,
+    tee: Callable[[bytes], None] | None = None,
 ) -> Extracted:
-    """Write the window's rows to ``path`` as gzipped CSV with a header line."""
+    """Write the window's rows to ``path`` as gzipped CSV with a header line; ``tee`` is given
+    the same CSV, uncompressed, a block at a time, as it is written."""
+    give = tee or (lambda block: None)
     copy = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER)").format(
         select_window(process, columns, window)
     )
@@ -102,7 +107,19 @@ def extract_window(
             source.cursor() as cursor,
         ):
             with cursor.copy(copy) as stream:
+                # COPY hands over a row at a time: gathered into large writes, gzip is called
+                # a few times a megabyte instead of once a row
+                pending, size = [], 0
                 for block in stream:
-                    out.write(block)
+                    pending.append(block)
+                    size += len(block)
+                    if size >= WRITE_BLOCK:
+                        block = b"".join(pending)
+                        out.write(block)
+                        give(block)
+                        pending, size = [], 0
+                block = b"".join(pending)
+                out.write(block)
+                give(block)
             rows = cursor.rowcount
     return Extracted(path, rows, hashing.size, hashing.hash.hexdigest())

@@ -1,23 +1,32 @@
 """A window's file -> the STG table, in one transaction of the target database: the CSV copied
-into a temporary table of text columns (a value the STG column's type refuses cannot fail the
-COPY: etl.merge_table casts, and logs each row it cannot merge with its key and field while the
-rest lands), then merged with etl.merge_table (stamps, real changes only; a full reload marks
+into a temporary table of the STG's column types, or, when a row does not fit them, of text
+columns (a value the STG column's type refuses then cannot fail the COPY: etl.merge_table
+casts, and logs each row it cannot merge with its key and field while the rest lands), then
+merged with etl.merge_table (stamps, real changes only; a full reload marks
 rows gone from the source as deleted), then the source's soft deletes applied."""
 
 from __future__ import annotations
 
 import gzip
+import logging
+import queue
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from harness.di.extract import DELETED_ALIAS
+from harness.di.extract import DELETED_ALIAS, Extracted, Window, extract_window
 from harness.di.metadata import DiProcess
+
+log = logging.getLogger(__name__)
 
 TRACKING = ("inserted_at", "updated_at", "deleted_at")
 READ_BLOCK = 1 << 20
+QUEUED_BLOCKS = 8  # 1 MiB blocks between the reader and the COPY into the target
 
 # the STG table's columns the source fills (all but the tracking stamps), with their types
 COLUMNS_SQL = """
@@ -85,45 +94,132 @@ def resolve_target(connection: psycopg.Connection, process: DiProcess) -> Target
     return Target(oid, name, columns, list(keys))
 
 
-def load_file(
+def copy_window_in(
     connection: psycopg.Connection,
+    source: psycopg.Connection,
     process: DiProcess,
     target: Target,
+    window: Window,
     path: Path,
-    process_id: int,
+) -> Extracted:
+    """Read the window from ``source`` into the gzipped file ``path`` and, at the same time,
+    into pg_temp.pgferry_di_rows of ``connection`` (inside the caller's transaction): with the
+    STG table's column types and a unique key when every row fits them (the merge then neither
+    casts nor looks for duplicate keys); else, after that attempt is rolled back, from the file
+    as text, for the merge to cast row by row and log each row that does not fit."""
+    blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUED_BLOCKS)
+    outcome: dict[str, Any] = {}
+
+    def extract() -> None:
+        try:
+            outcome["extracted"] = extract_window(
+                source, process, target.column_names, window, path, tee=blocks.put
+            )
+        except BaseException as error:  # handed to the caller's thread below
+            outcome["error"] = error
+        finally:
+            blocks.put(None)
+
+    ended = threading.Event()
+
+    def received() -> Iterator[bytes]:
+        while (block := blocks.get()) is not None:
+            yield block
+        ended.set()
+
+    reader = threading.Thread(target=extract, name="pgferry-di-extract")
+    reader.start()
+    try:
+        typed = _copy_typed(connection, process, target, received())
+    finally:
+        if not ended.is_set():  # the COPY stopped early: let the reader finish its file
+            for _ in received():
+                pass
+        reader.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    if not typed:
+        _copy_text(connection, process, target, path)
+    connection.execute(sql.SQL("ANALYZE {}").format(ROWS))
+    return outcome["extracted"]
+
+
+def merge_rows(
+    connection: psycopg.Connection, process: DiProcess, target: Target, process_id: int
 ) -> Merged:
-    with connection.transaction():
-        _copy_in(connection, process, target, path)
-        if process.deleted_column:
-            _set_aside_deleted(connection, target)
-        merged = _merge(connection, process, target, process_id)
-        if process.deleted_column:
-            _apply_soft_deletes(connection, target)
-        connection.execute(sql.SQL("DROP TABLE {}").format(ROWS))
-        if process.deleted_column:
-            connection.execute(sql.SQL("DROP TABLE {}").format(DELETED))
+    """Merge pg_temp.pgferry_di_rows into the STG table (in the caller's transaction)."""
+    if process.deleted_column:
+        _set_aside_deleted(connection, target)
+    merged = _merge(connection, process, target, process_id)
+    if process.deleted_column:
+        _apply_soft_deletes(connection, target)
+    connection.execute(sql.SQL("DROP TABLE {}").format(ROWS))
+    if process.deleted_column:
+        connection.execute(sql.SQL("DROP TABLE {}").format(DELETED))
     return merged
+
+
+def _copy_typed(
+    connection: psycopg.Connection, process: DiProcess, target: Target, blocks: Iterator[bytes]
+) -> bool:
+    """COPY the blocks into a table of the STG's types; False (nothing left of the attempt)
+    when a row does not fit them."""
+    try:
+        with connection.transaction():  # a savepoint: a refused row undoes only this attempt
+            _create_rows_table(connection, process, target, typed=True)
+            with connection.cursor() as cursor, cursor.copy(_copy_sql(process, target)) as stream:
+                for block in blocks:
+                    stream.write(block)
+            keys = sql.SQL(", ").join(sql.Identifier(k) for k in target.keys)
+            connection.execute(sql.SQL("CREATE UNIQUE INDEX ON {} ({})").format(ROWS, keys))
+    except (psycopg.DataError, psycopg.IntegrityError) as refused:
+        log.info(
+            "DI rows do not all fit the STG types; merging them as text",
+            extra={"di_process": process.name, "reason": str(refused).splitlines()[0]},
+        )
+        return False
+    return True
+
+
+def _copy_text(
+    connection: psycopg.Connection, process: DiProcess, target: Target, path: Path
+) -> None:
+    _create_rows_table(connection, process, target, typed=False)
+    with (
+        connection.cursor() as cursor,
+        cursor.copy(_copy_sql(process, target)) as stream,
+        gzip.open(path, "rb") as rows,
+    ):
+        while block := rows.read(READ_BLOCK):
+            stream.write(block)
+
+
+def _create_rows_table(
+    connection: psycopg.Connection, process: DiProcess, target: Target, typed: bool
+) -> None:
+    types = {name: (kind if typed else "text") for name, kind in target.columns}
+    if process.deleted_column:
+        types[DELETED_ALIAS] = "text"
+    connection.execute(
+        sql.SQL("CREATE TEMPORARY TABLE {} ({})").format(
+            ROWS,
+            sql.SQL(", ").join(
+                sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))
+                for name, kind in types.items()
+            ),
+        )
+    )
+
+
+def _copy_sql(process: DiProcess, target: Target) -> sql.Composable:
+    columns = [sql.Identifier(name) for name in _file_columns(process, target)]
+    return sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER)").format(
+        ROWS, sql.SQL(", ").join(columns)
+    )
 
 
 def _file_columns(process: DiProcess, target: Target) -> list[str]:
     return target.column_names + ([DELETED_ALIAS] if process.deleted_column else [])
-
-
-def _copy_in(
-    connection: psycopg.Connection, process: DiProcess, target: Target, path: Path
-) -> None:
-    columns = [sql.Identifier(name) for name in _file_columns(process, target)]
-    connection.execute(
-        sql.SQL("CREATE TEMPORARY TABLE {} ({})").format(
-            ROWS, sql.SQL(", ").join(sql.SQL("{} text").format(c) for c in columns)
-        )
-    )
-    copy = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER)").format(
-        ROWS, sql.SQL(", ").join(columns)
-    )
-    with connection.cursor() as cursor, cursor.copy(copy) as stream, gzip.open(path, "rb") as rows:
-        while block := rows.read(READ_BLOCK):
-            stream.write(block)
 
 
 def _set_aside_deleted(connection: psycopg.Connection, target: Target) -> None:

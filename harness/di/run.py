@@ -6,6 +6,7 @@ project's SELECT for the BL table merged into it (harness.di.transform), in the 
 
 Any failure closes the run as failed with its reason (etl.end_di_run: logged, alerted) and
 nothing of it is merged (the merge is one transaction); the next run covers its window again.
+The source is read once: the rows go to the layer's file and into the target at the same time.
 A failure in one process is that process's result: it never stops another."""
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from harness.config import scrub
-from harness.di.extract import Window, extract_window
+from harness.di.extract import Window
 from harness.di.files import copy_files, keys_in_window
 from harness.di.layer import object_key, store
-from harness.di.load import Merged, load_file, resolve_target
+from harness.di.load import Merged, copy_window_in, merge_rows, resolve_target
 from harness.di.metadata import DiProcess
 from harness.di.sources import connect_source
 from harness.di.transform import merge_transform, read_transform
@@ -111,17 +112,21 @@ def _run(
         progress(process.name, f"transformed: {_counts(merged)}")
         rows = merged.inserted + merged.updated + merged.unchanged + merged.failed
         return DiRunResult(process.name, "succeeded", process_id, rows, merged)
-    with tempfile.TemporaryDirectory(prefix="pgferry-di-") as scratch:
-        with connect_source(process.source or "") as source:
-            extracted = extract_window(
-                source, process, stg.column_names, window, Path(scratch) / "window.csv.gz"
-            )
+    # one transaction of the target: the rows wait in a temporary table while the file goes to
+    # the layer, and nothing is merged unless the layer holds the file
+    with (
+        tempfile.TemporaryDirectory(prefix="pgferry-di-") as scratch,
+        connect_source(process.source or "") as source,
+        target.transaction(),
+    ):
+        path = Path(scratch) / "window.csv.gz"
+        extracted = copy_window_in(target, source, process, stg, window, path)
         progress(process.name, f"extracted {extracted.rows} rows ({extracted.size} bytes gzipped)")
         key = object_key(layer.prefix, process.name, window)
         store(layer.client, layer.bucket, key, extracted)
         progress(process.name, f"stored s3://{layer.bucket}/{key}")
-        merged = load_file(target, process, stg, extracted.path, process_id)
-        progress(process.name, f"merged: {_counts(merged)}")
+        merged = merge_rows(target, process, stg, process_id)
+    progress(process.name, f"merged: {_counts(merged)}")
     return DiRunResult(
         process.name, "succeeded", process_id, extracted.rows, merged, key, extracted.sha256
     )
