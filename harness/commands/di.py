@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import psycopg
 import typer
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from harness.commands.common import EXIT_PROBLEM, console, out, require_database
 
 if TYPE_CHECKING:
+    from harness.di.metadata import DiProcess
     from harness.di.run import DiRunResult
 
 di_app = typer.Typer(
@@ -63,7 +65,8 @@ def run(
         list[str] | None, typer.Argument(help="Processes to run (default: all).")
     ] = None,
     group: Annotated[
-        str | None, typer.Option("--group", help="Run every process of this group.")
+        str | None,
+        typer.Option("--group", "--pipeline", help="Run every process of this group."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
@@ -91,11 +94,19 @@ def run(
     with psycopg.connect(url, autocommit=True) as connection:
         chosen = select(load_processes(connection), names or [], group)
 
-    def run_one(process) -> DiRunResult:
-        with psycopg.connect(url, autocommit=True) as target:
-            return run_process(target, process, layer, progress=_progress)
+    with _progress_bar() as bar:
+        runs = bar.add_task("DI runs", total=len(chosen))
 
-    results = run_in_waves(chosen, settings.parallel, run_one)
+        def said(process: str, step: str) -> None:
+            bar.console.print(f"{escape(process)}: {escape(step)}", highlight=False)
+
+        def run_one(process: DiProcess) -> DiRunResult:
+            with psycopg.connect(url, autocommit=True) as target:
+                result = run_process(target, process, layer, progress=said)
+            bar.advance(runs)
+            return result
+
+        results = run_in_waves(chosen, settings.parallel, run_one)
     if as_json:
         typer.echo(json.dumps([_as_json(r) for r in results], indent=2))
     else:
@@ -127,8 +138,15 @@ def status() -> None:
         raise typer.Exit(EXIT_PROBLEM)
 
 
-def _progress(process: str, step: str) -> None:
-    console.print(f"{escape(process)}: {step}", highlight=False)
+def _progress_bar() -> Progress:
+    """Processes done of those chosen, on stderr; each step's line printed above it."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
 
 
 def _results_table(results: list[DiRunResult]) -> Table:
@@ -162,6 +180,6 @@ def _results_table(results: list[DiRunResult]) -> Table:
     return table
 
 
-def _as_json(result) -> dict:
+def _as_json(result: DiRunResult) -> dict[str, Any]:
     merged = result.merged.__dict__ if result.merged else None
     return {**{k: v for k, v in result.__dict__.items() if k != "merged"}, "merged": merged}

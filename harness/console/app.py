@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from importlib.resources import files
 
 import psycopg
@@ -85,7 +85,7 @@ def _environment() -> Environment:
     return env
 
 
-async def _every(seconds: float, work) -> None:
+async def _every(seconds: float, work: Callable[[], object]) -> None:
     """``work`` in a worker thread every ``seconds`` (after the previous one ended), for ever;
     a failure is logged and the next round comes."""
     while True:
