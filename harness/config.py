@@ -242,6 +242,12 @@ class DiSettings(BaseSettings):
     transforms: Path | None = Field(
         None, description="Folder of the BL SELECTs; default db/transforms of the SQL package"
     )
+    commit_margin_minutes: float = Field(
+        60,
+        ge=0,
+        description="Each CDC window is also read this far back: longer than any source"
+        " transaction, so a change stamped before a window ended but committed later is seen",
+    )
 
 
 class PermitSettings(BaseSettings):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import psycopg
@@ -77,9 +78,9 @@ def run(
     a run failed or rows could not be merged (etl.error_log has them); a run refused because the
     same process is still running is not a failure.
     """
-    from harness.config import DiSettings, load
+    from harness.config import DiSettings, load, scrub
     from harness.di.metadata import load_processes
-    from harness.di.run import Layer, run_process
+    from harness.di.run import DiRunResult, Layer, run_process
     from harness.di.schedule import run_in_waves, select
     from harness.s3 import make_client
 
@@ -90,6 +91,7 @@ def run(
         settings.bucket,
         settings.prefix,
         settings.transforms,
+        timedelta(minutes=settings.commit_margin_minutes),
     )
     with psycopg.connect(url, autocommit=True) as connection:
         chosen = select(load_processes(connection), names or [], group)
@@ -101,8 +103,11 @@ def run(
             bar.console.print(f"{escape(process)}: {escape(step)}", highlight=False)
 
         def run_one(process: DiProcess) -> DiRunResult:
-            with psycopg.connect(url, autocommit=True) as target:
-                result = run_process(target, process, layer, progress=said)
+            try:
+                with psycopg.connect(url, autocommit=True) as target:
+                    result = run_process(target, process, layer, progress=said)
+            except psycopg.Error as error:  # the target itself: this process's result only
+                result = DiRunResult(process.name, "failed", message=scrub(_first_line(error)))
             bar.advance(runs)
             return result
 
@@ -178,6 +183,11 @@ def _results_table(results: list[DiRunResult]) -> Table:
             r.key or "-",
         )
     return table
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _as_json(result: DiRunResult) -> dict[str, Any]:

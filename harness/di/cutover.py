@@ -106,15 +106,22 @@ class Side:
     live: sql.Composable
     keys: list[str]
     columns: list[str]
-
-    def rows(self) -> sql.Composable:
-        return sql.SQL("SELECT * FROM {} AS r WHERE {}").format(self.relation, self.live)
+    # column -> the type its value is read as, so that both sides render equal values alike
+    casts: dict[str, str] = field(default_factory=dict)
 
     def key_text(self) -> sql.Composable:
-        return sql.SQL("ROW({})::text").format(_names(self.keys, "r"))
+        return sql.SQL("ROW({})::text").format(self._values(self.keys))
 
     def row_hash(self) -> sql.Composable:
-        return sql.SQL("hashtextextended(ROW({})::text, 1)").format(_names(self.columns, "r"))
+        return sql.SQL("hashtextextended(ROW({})::text, 1)").format(self._values(self.columns))
+
+    def _values(self, columns: list[str]) -> sql.Composable:
+        return sql.SQL(", ").join(
+            sql.SQL("r.{}::{}").format(sql.Identifier(c), sql.SQL(self.casts[c]))
+            if c in self.casts
+            else sql.SQL("r.{}").format(sql.Identifier(c))
+            for c in columns
+        )
 
     def segment(self) -> sql.Composable:
         return sql.SQL("(hashtextextended({}, 0) & {})").format(
@@ -132,6 +139,22 @@ def verify_table(
     started = time.monotonic()
     check = TableCheck(process.name, _source_name(process), stg.table, watermark)
     source_side, target_side = _sides(process, stg)
+    # each side in one snapshot: what is left out, summed and read key by key agree
+    with source.transaction(), target.transaction():
+        _compare(check, source, target, process, source_side, target_side, watermark)
+    check.seconds = time.monotonic() - started
+    return check
+
+
+def _compare(
+    check: TableCheck,
+    source: psycopg.Connection,
+    target: psycopg.Connection,
+    process: DiProcess,
+    source_side: Side,
+    target_side: Side,
+    watermark: datetime | None,
+) -> None:
     left_out = _changed_after(source, process, source_side, watermark)
     check.left_out = len(left_out)
     with ThreadPoolExecutor(2) as pool:
@@ -149,8 +172,6 @@ def verify_table(
     check.differing_segments = len(differing)
     if differing:
         _locate(check, source, target, source_side, target_side, differing, left_out)
-    check.seconds = time.monotonic() - started
-    return check
 
 
 def verify_indicator(
@@ -231,8 +252,15 @@ def _sides(process: DiProcess, stg: Target) -> tuple[Side, Side]:
         if process.deleted_column
         else sql.SQL("true")
     )
-    source = Side(relation, live, stg.keys, columns)
-    target = Side(stg.name, sql.SQL("r.deleted_at IS NULL"), stg.keys, columns)
+    # the source's values as the STG's types (json as jsonb, numeric at the STG's scale, a naive
+    # timestamp as the STG's timestamptz, read in UTC); character types compared as text, so a
+    # char(n)'s padding and a varchar(n)'s length decide nothing
+    as_text = {name for name, kind in stg.columns if kind.startswith("character")}
+    source_casts = {name: "text" if name in as_text else kind for name, kind in stg.columns}
+    source = Side(relation, live, stg.keys, columns, source_casts)
+    target = Side(
+        stg.name, sql.SQL("r.deleted_at IS NULL"), stg.keys, columns, dict.fromkeys(as_text, "text")
+    )
     return source, target
 
 
@@ -261,10 +289,11 @@ def _segment_sums(
         rel=side.relation,
         live=side.live,
         key=side.key_text(),
-        left_out=sql.Literal(left_out),
+        left_out=sql.Placeholder("left_out"),
     )
     with connection.transaction():
-        return {segment: (count, total) for segment, count, total in connection.execute(query)}
+        rows = connection.execute(query, {"left_out": left_out})
+        return {segment: (count, total) for segment, count, total in rows}
 
 
 def _locate(
@@ -317,10 +346,11 @@ def _segment_rows(
         live=side.live,
         segment=side.segment(),
         segments=sql.Literal(segments),
-        left_out=sql.Literal(left_out),
+        left_out=sql.Placeholder("left_out"),
     )
     with connection.transaction():
-        return {text: (key, row_hash) for text, key, row_hash in connection.execute(query)}
+        rows = connection.execute(query, {"left_out": left_out})
+        return {text: (key, row_hash) for text, key, row_hash in rows}
 
 
 def _indicator_rows(connection: psycopg.Connection, query: str) -> list[list[str]]:
@@ -333,14 +363,13 @@ def _indicator_rows(connection: psycopg.Connection, query: str) -> list[list[str
     return sorted([_text(value) for value in row] for row in rows)
 
 
+NULL_TEXT = "<NULL>"  # an indicator's NULL, never equal to an empty string
+
+
 def _text(value: object) -> str:
     if isinstance(value, Decimal):
         return format(value.normalize(), "f")
-    return "" if value is None else str(value)
-
-
-def _names(columns: list[str], alias: str) -> sql.Composable:
-    return sql.SQL(", ").join(sql.Identifier(alias, c) for c in columns)
+    return NULL_TEXT if value is None else str(value)
 
 
 def _source_name(process: DiProcess) -> str:

@@ -12,7 +12,7 @@ import gzip
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,6 +30,13 @@ WRITE_BLOCK = 1 << 20
 class Window:
     start: datetime  # inclusive
     end: datetime  # exclusive
+    # read from this much before ``start`` too: a source transaction that stamped a row before
+    # the previous window ended but committed after that window was read is still seen
+    margin: timedelta = timedelta(0)
+
+    @property
+    def read_from(self) -> datetime:
+        return self.start - self.margin
 
 
 @dataclass(frozen=True)
@@ -64,7 +71,9 @@ def qualified(name: str) -> sql.Composable:
 
 def select_window(process: DiProcess, columns: list[str], window: Window) -> sql.Composable:
     """The SELECT of one window: the STG table's columns by name, the soft-delete column as
-    pgferry_deleted, rows whose CDC column falls in [start, end) (all rows for a full reload)."""
+    pgferry_deleted, rows whose CDC column falls in [start - margin, end) or is NULL (a row
+    with no change time is read every run: nothing says it is old), all rows for a full
+    reload."""
     selected = [sql.Identifier(column) for column in columns]
     if process.deleted_column:
         selected.append(
@@ -79,8 +88,8 @@ def select_window(process: DiProcess, columns: list[str], window: Window) -> sql
     query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(selected), source)
     if process.cdc_column:
         column = sql.Identifier(process.cdc_column)
-        query += sql.SQL(" WHERE {} >= {} AND {} < {}").format(
-            column, sql.Literal(window.start), column, sql.Literal(window.end)
+        query += sql.SQL(" WHERE ({} >= {} AND {} < {}) OR {} IS NULL").format(
+            column, sql.Literal(window.read_from), column, sql.Literal(window.end), column
         )
     return query
 

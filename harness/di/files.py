@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql
 
 from harness.di.extract import Window, qualified
@@ -48,13 +48,14 @@ def keys_in_window(source: psycopg.Connection, process: DiProcess, window: Windo
     column = sql.Identifier(process.key_columns[0])
     cdc = sql.Identifier(process.cdc_column or "")
     query = sql.SQL(
-        "SELECT DISTINCT {key}::text FROM {table} WHERE {cdc} >= {start} AND {cdc} < {end}"
-        " AND {key} IS NOT NULL ORDER BY 1"
+        "SELECT DISTINCT {key}::text FROM {table}"
+        " WHERE (({cdc} >= {start} AND {cdc} < {end}) OR {cdc} IS NULL) AND {key} IS NOT NULL"
+        " ORDER BY 1"
     ).format(
         key=column,
         table=qualified(process.source_table or ""),
         cdc=cdc,
-        start=sql.Literal(window.start),
+        start=sql.Literal(window.read_from),
         end=sql.Literal(window.end),
     )
     with source.transaction():
@@ -82,6 +83,13 @@ def copy_files(
 
 def _copy_one(client: Any, source: S3Location, target: S3Location, key: str) -> bool | FileFailure:
     """True when copied, False when the target held it already, a FileFailure otherwise."""
+    try:
+        return _copy(client, source, target, key)
+    except (ClientError, BotoCoreError, OSError) as error:
+        return FileFailure(key, f"{type(error).__name__}: {error}")
+
+
+def _copy(client: Any, source: S3Location, target: S3Location, key: str) -> bool | FileFailure:
     source_key, target_key = source.key(key), target.key(key)
     try:
         head = client.head_object(Bucket=source.bucket, Key=source_key)

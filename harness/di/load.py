@@ -149,10 +149,11 @@ def merge_rows(
 ) -> Merged:
     """Merge pg_temp.pgferry_di_rows into the STG table (in the caller's transaction)."""
     if process.deleted_column:
+        # before the merge: a full reload would otherwise mark these rows deleted now, and the
+        # source's own time of deletion would be lost
         _set_aside_deleted(connection, target)
-    merged = _merge(connection, process, target, process_id)
-    if process.deleted_column:
         _apply_soft_deletes(connection, target)
+    merged = _merge(connection, process, target, process_id)
     connection.execute(sql.SQL("DROP TABLE {}").format(ROWS))
     if process.deleted_column:
         connection.execute(sql.SQL("DROP TABLE {}").format(DELETED))

@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,11 @@ from harness.di.sources import connect_source
 from harness.di.transform import merge_transform, read_transform
 
 log = logging.getLogger(__name__)
+DEFAULT_COMMIT_MARGIN = timedelta(hours=1)
+
+
+class FilesNotCopied(RuntimeError):
+    """Some files of a files process's window were not copied (each logged with its key)."""
 
 
 def default_transforms() -> Path:
@@ -47,6 +53,8 @@ class Layer:
     bucket: str
     prefix: str
     transforms: Path | None = None  # the folder of the BL SELECTs (stg_to_bl processes)
+    # each CDC window is read from this much before its start too (extract.Window.margin)
+    commit_margin: timedelta = DEFAULT_COMMIT_MARGIN
 
 
 @dataclass(frozen=True)
@@ -78,10 +86,11 @@ def run_process(
         return DiRunResult(process.name, "refused", message="another run is still running")
     try:
         result = _run(target, process, layer, process_id, progress or (lambda *_: None))
+        _end(target, process_id, "succeeded", result.rows, None)
     except Exception as error:  # every failure is this run's: recorded, then reported
         message = scrub(_first_line(error))
         log.warning("DI run failed", extra={"di_process": process.name, "error": message})
-        _end(target, process_id, "failed", None, message)
+        _end_failed(target, process.name, process_id, message)
         return DiRunResult(
             process.name,
             "failed",
@@ -89,8 +98,19 @@ def run_process(
             message=message,
             seconds=time.monotonic() - started,
         )
-    _end(target, process_id, "succeeded", result.rows, None)
     return DiRunResult(**{**result.__dict__, "seconds": time.monotonic() - started})
+
+
+def _end_failed(target: psycopg.Connection, name: str, process_id: int, message: str) -> None:
+    """Close the run as failed; when the target itself is gone the run stays open until the
+    pipeline's hung_after abandons it (its window is covered again either way)."""
+    try:
+        _end(target, process_id, "failed", None, message)
+    except psycopg.Error as error:
+        log.warning(
+            "DI run left open: the target database did not answer",
+            extra={"di_process": name, "process_id": process_id, "error": _first_line(error)},
+        )
 
 
 def _run(
@@ -100,9 +120,8 @@ def _run(
     process_id: int,
     progress: Progress,
 ) -> DiRunResult:
-    window = Window(
-        *target.execute("SELECT * FROM etl.get_time_range(%s)", [process_id]).fetchone()
-    )
+    start, end = target.execute("SELECT * FROM etl.get_time_range(%s)", [process_id]).fetchone()
+    window = Window(start, end, layer.commit_margin)
     if process.kind == "files":
         return _run_files(target, process, layer, process_id, window, progress)
     stg = resolve_target(target, process)
@@ -119,6 +138,8 @@ def _run(
         connect_source(process.source or "") as source,
         target.transaction(),
     ):
+        # naive source timestamps are UTC (the source is read in UTC): so are they here
+        target.execute("SET LOCAL TimeZone = 'UTC'")
         path = Path(scratch) / "window.csv.gz"
         extracted = copy_window_in(target, source, process, stg, window, path)
         progress(process.name, f"extracted {extracted.rows} rows ({extracted.size} bytes gzipped)")
@@ -155,6 +176,13 @@ def _run_files(
         process.name,
         f"files: {counts.copied} copied, {counts.present} already there, {counts.failed} failed",
     )
+    if failures:
+        # the run fails, so the next one covers this window again (copies are idempotent)
+        raise FilesNotCopied(
+            f"{counts.failed} of {counts.listed} files not copied ({counts.copied} copied,"
+            f" {counts.present} already there); etl.error_log names each; the next run tries"
+            " them again"
+        )
     merged = Merged(counts.copied, 0, counts.present, 0, counts.failed)
     return DiRunResult(process.name, "succeeded", process_id, counts.listed, merged)
 

@@ -12,10 +12,11 @@ import psycopg
 from harness.config import ConfigurationError
 
 # every session that reads for the hub renders values the same way: timestamps in UTC and ISO,
-# intervals and floats in PostgreSQL's exact forms, bytea as hex (the CSV files and the cutover
-# checksums depend on the text of each value, not on a server's configuration)
+# intervals in PostgreSQL's form, floats exact (3: exact on servers before 12 too), bytea as
+# hex (the CSV files and the cutover checksums depend on the text of each value, not on a
+# server's configuration)
 TEXT_OPTIONS = (
-    "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=1"
+    "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3"
     " -c bytea_output=hex"
 )
 

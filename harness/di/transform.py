@@ -50,6 +50,7 @@ def merge_transform(
     process_id: int,
 ) -> Merged:
     with connection.transaction():
+        connection.execute("SET LOCAL TimeZone = 'UTC'")
         connection.execute(
             "SELECT set_config('pgferry.window_from', %s, true),"
             " set_config('pgferry.window_to', %s, true)",

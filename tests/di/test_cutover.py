@@ -118,3 +118,25 @@ def test_the_command_reports_exits_and_names_what_it_could_not_check(
     assert "PGFERRY_SOURCE_ERP_URL is not set" in tables["orders"]["error"]
     text = run(env, "cutover", "verify", "users")
     assert text.returncode == 1 and 'changed (1): {"id": 150}' in text.stdout
+
+
+def test_values_of_other_types_but_equal_compare_equal(hub: Hub) -> None:
+    """The source's numeric without scale and naive timestamps against the STG's numeric(8,2)
+    and timestamptz: equal values, no difference; an indicator's NULL is not an empty string."""
+    with hub.source() as source:
+        add_users(source, 1, 50)
+        source.execute(
+            "ALTER TABLE app.users ALTER COLUMN score TYPE numeric,"
+            " ALTER COLUMN created_at TYPE timestamp USING created_at AT TIME ZONE 'UTC'"
+        )
+        source.execute("UPDATE app.users SET score = 1.5 WHERE id = 1")
+    hub.define("users", cdc_column="updated_at")
+    assert hub.run("users").status == "succeeded"
+    with hub.target() as conn:
+        conn.execute(
+            "SELECT etl.define_cutover_indicator('nothing', 'qvp', 'SELECT NULL::text', "
+            "'SELECT ''''::text')"
+        )
+    report = verify(hub)
+    assert report.tables[0].matched, report.tables[0]
+    assert not report.indicators[0].matched

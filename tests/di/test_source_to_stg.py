@@ -255,3 +255,58 @@ def test_a_source_password_never_reaches_the_run_record(
             [result.process_id],
         ).fetchone()
     assert stored[0] and all(secret not in text for text in stored)
+
+
+def test_a_change_committed_after_its_window_was_read_is_still_loaded(hub: Hub) -> None:
+    """A source transaction stamps a row (updated_at = its start) before a run reads the
+    window, and commits after: the window has moved on, but the next run reads back over the
+    commit margin (an hour by default) and loads it."""
+    with hub.source() as source:
+        add_users(source, 1, 5)
+    hub.define("users", cdc_column="updated_at")
+    hub.run("users")
+    with hub.source() as late:
+        late.execute("BEGIN")
+        late.execute("UPDATE app.users SET name = 'late', updated_at = now() WHERE id = 1")
+        assert hub.run("users").rows == 0  # not committed yet: not visible
+        late.execute("COMMIT")
+    assert hub.run("users").rows >= 1
+    assert hub.stg_rows("users") == hub.source_rows()
+
+
+def test_a_row_without_a_change_time_is_read_every_run(hub: Hub) -> None:
+    with hub.source() as source:
+        add_users(source, 1, 3)
+        source.execute("ALTER TABLE app.users ALTER COLUMN updated_at DROP NOT NULL")
+        source.execute("UPDATE app.users SET updated_at = NULL WHERE id = 2")
+    hub.define("users", cdc_column="updated_at")
+    assert hub.run("users").rows == 3
+    assert hub.stg_rows("users") == hub.source_rows()
+
+
+def test_naive_source_times_are_utc_whatever_the_target_zone(hub: Hub) -> None:
+    with hub.target() as conn:
+        name = conn.execute("SELECT current_database()").fetchone()[0]
+        conn.execute(f"ALTER DATABASE \"{name}\" SET timezone = 'America/New_York'")
+    with hub.source() as source:
+        add_users(source, 1, 2)
+        source.execute(
+            "ALTER TABLE app.users ALTER COLUMN created_at TYPE timestamp"
+            " USING created_at AT TIME ZONE 'UTC',"
+            " ALTER COLUMN deleted_at TYPE timestamp USING deleted_at AT TIME ZONE 'UTC'"
+        )
+    hub.define("users", deleted_column="deleted_at")  # a full reload
+    assert hub.run("users").status == "succeeded"
+    with hub.source() as source:
+        source.execute("UPDATE app.users SET deleted_at = '2024-01-01 12:00:00' WHERE id = 2")
+    assert hub.run("users").status == "succeeded"
+    with hub.target() as conn, hub.source() as source:
+        stg = conn.execute(
+            "SELECT id, created_at AT TIME ZONE 'UTC', deleted_at AT TIME ZONE 'UTC'"
+            " FROM stg.users ORDER BY id"
+        ).fetchall()
+        src = source.execute(
+            "SELECT id, created_at, deleted_at FROM app.users ORDER BY id"
+        ).fetchall()
+    # the source's own time of deletion is kept, even by a full reload
+    assert stg == src
