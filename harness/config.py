@@ -182,6 +182,14 @@ def _url_secrets(url: str) -> set[str]:
     return found | {unquote(value) for value in found}
 
 
+def first_line(error: BaseException) -> str:
+    """The first non-blank line of an error's message, or its type's name when it has none:
+    what one line of output, a log field or a stored run message keeps of it (scrub it before
+    it leaves the process)."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
 def scrub(text: str, secrets: Collection[str] | None = None) -> str:
     """``text`` with every known secret (``secrets``, default: secret_values()) and every
     password-shaped value masked: a URL's userinfo password, ``password=``/``sslpassword=``

@@ -8,6 +8,11 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
+
+# the object metadata key holding the SHA-256 pgferry computed of what it wrote
+SHA256_METADATA = "sha256"
+MISSING_CODES = ("404", "NoSuchKey", "NotFound")
 
 
 @dataclass(frozen=True)
@@ -44,3 +49,20 @@ def make_client(endpoint_url: str | None = None, region: str = "us-east-1") -> A
     # the first client this process made
     session = boto3.session.Session()
     return session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+
+
+def missing(error: ClientError) -> bool:
+    """The store answered that the object (or bucket key) does not exist."""
+    return error.response.get("Error", {}).get("Code") in MISSING_CODES
+
+
+def held(client: Any, bucket: str, key: str) -> tuple[int, str | None] | None:
+    """(size, the SHA-256 kept in its metadata) of the object at ``key``; None when there is
+    none. Any other refusal of the store is raised."""
+    try:
+        head = client.head_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        if missing(error):
+            return None
+        raise
+    return head["ContentLength"], head.get("Metadata", {}).get(SHA256_METADATA)

@@ -78,7 +78,7 @@ def run(
     a run failed or rows could not be merged (etl.error_log has them); a run refused because the
     same process is still running is not a failure.
     """
-    from harness.config import DiSettings, load, scrub
+    from harness.config import DiSettings, first_line, load, scrub
     from harness.di.metadata import load_processes
     from harness.di.run import DiRunResult, Layer, run_process
     from harness.di.schedule import run_in_waves, select
@@ -107,7 +107,7 @@ def run(
                 with psycopg.connect(url, autocommit=True) as target:
                     result = run_process(target, process, layer, progress=said)
             except psycopg.Error as error:  # the target itself: this process's result only
-                result = DiRunResult(process.name, "failed", message=scrub(_first_line(error)))
+                result = DiRunResult(process.name, "failed", message=scrub(first_line(error)))
             bar.advance(runs)
             return result
 
@@ -183,11 +183,6 @@ def _results_table(results: list[DiRunResult]) -> Table:
             r.key or "-",
         )
     return table
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _as_json(result: DiRunResult) -> dict[str, Any]:

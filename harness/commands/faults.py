@@ -23,7 +23,7 @@ from typing import Any, TextIO
 import psycopg
 
 from harness.commands.common import EXIT_CONFIG, EXIT_PROBLEM, EXIT_UNREACHABLE, SchemaNotReady
-from harness.config import ConfigurationError, scrub, secret_values
+from harness.config import ConfigurationError, first_line, scrub, secret_values
 
 DEBUG_HINT = "rerun with --debug (or PGFERRY_DEBUG=1) for the traceback"
 # the optional parts: which command needs the module, and the extra that brings it
@@ -50,7 +50,7 @@ def describe(error: BaseException) -> Fault:
                 return fault
     return Fault(
         EXIT_PROBLEM,
-        f"unexpected error: {type(error).__name__}: {_first_line(error)}\n"
+        f"unexpected error: {type(error).__name__}: {first_line(error)}\n"
         f"this is a bug in pgferry: {DEBUG_HINT} and report it",
     )
 
@@ -133,7 +133,7 @@ def _operational(error: psycopg.OperationalError) -> Fault:
     if error.sqlstate is not None:  # the server answered: a statement was stopped
         return Fault(
             EXIT_UNREACHABLE,
-            f"the database stopped the statement: {_first_line(error)} (SQLSTATE"
+            f"the database stopped the statement: {first_line(error)} (SQLSTATE"
             f" {error.sqlstate}); the work waits in the database: try again later",
         )
     for pattern, code, text in _CONNECTION_FAULTS:
@@ -173,7 +173,7 @@ def _database_error(error: psycopg.Error) -> Fault:
     """A statement the server refused: our objects missing (never migrated, behind head),
     no privilege, or anything else it said."""
     sqlstate = getattr(error, "sqlstate", None)
-    first = _first_line(error)
+    first = first_line(error)
     missing = (
         psycopg.errors.UndefinedTable,
         psycopg.errors.InvalidSchemaName,
@@ -209,14 +209,14 @@ def _sqlalchemy(error: Any) -> Fault | None:
     original = getattr(error, "orig", None)
     if isinstance(original, BaseException):
         return describe(original)
-    return Fault(EXIT_CONFIG, f"DATABASE_URL cannot be used by Alembic: {_first_line(error)}")
+    return Fault(EXIT_CONFIG, f"DATABASE_URL cannot be used by Alembic: {first_line(error)}")
 
 
 def _bad_revision(error: Exception) -> Fault:
     """The revision named, or the one stamped in the database (by a newer pgferry)."""
     return Fault(
         EXIT_CONFIG,
-        f"bad revision: {_first_line(error)}; name one from `alembic history`"
+        f"bad revision: {first_line(error)}; name one from `alembic history`"
         " (e.g. 0008), head, base, or a step such as -1 (a revision this harness does not"
         " know in alembic_version: the database was deployed by a newer pgferry)",
     )
@@ -252,7 +252,7 @@ def _s3(error: Exception) -> Fault | None:
     if isinstance(error, boto.EndpointConnectionError | boto.ConnectTimeoutError):
         return Fault(
             EXIT_UNREACHABLE,
-            f"S3 unreachable: {_first_line(error)}; check S3_ENDPOINT_URL, then try again later",
+            f"S3 unreachable: {first_line(error)}; check S3_ENDPOINT_URL, then try again later",
         )
     if isinstance(error, boto.NoCredentialsError | boto.PartialCredentialsError):
         return Fault(
@@ -264,7 +264,7 @@ def _s3(error: Exception) -> Fault | None:
         code = error.response.get("Error", {}).get("Code", "")
         return Fault(
             EXIT_CONFIG,
-            f"S3 refused the request ({code}): {_first_line(error)};"
+            f"S3 refused the request ({code}): {first_line(error)};"
             " check the bucket name and the credentials' permissions",
         )
     return None
@@ -274,16 +274,11 @@ def _os_error(error: OSError) -> Fault:
     if isinstance(error, smtplib.SMTPException | ConnectionError | TimeoutError):
         return Fault(
             EXIT_UNREACHABLE,
-            f"{type(error).__name__}: {_first_line(error)}; check SMTP_HOST/SMTP_PORT (mail)"
+            f"{type(error).__name__}: {first_line(error)}; check SMTP_HOST/SMTP_PORT (mail)"
             " or the endpoint named, then try again later",
         )
     where = f" {error.filename}" if error.filename else ""
-    return Fault(EXIT_CONFIG, f"cannot use{where}: {error.strerror or _first_line(error)}")
-
-
-def _first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
+    return Fault(EXIT_CONFIG, f"cannot use{where}: {error.strerror or first_line(error)}")
 
 
 def _explainers() -> list[tuple[Any, Callable[[Any], Fault | None]]]:

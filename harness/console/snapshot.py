@@ -17,7 +17,7 @@ from datetime import datetime
 
 import psycopg
 
-from harness.config import scrub
+from harness.config import first_line, scrub
 from harness.console.db import open_connection, service_conninfo
 from harness.console.settings import ConsoleSettings
 from harness.ops.status import Status, read_status
@@ -161,11 +161,7 @@ class SnapshotKeeper:
                 snapshot = read_snapshot(self._connection)
             except psycopg.Error as error:
                 self._drop_connection()
-                message = scrub(
-                    str(error).strip().splitlines()[0]
-                    if str(error).strip()
-                    else type(error).__name__
-                )
+                message = scrub(first_line(error))
                 if self.state.error != message:
                     log.warning("console snapshot failed: %s", message)
                 self.state = SnapshotState(

@@ -27,7 +27,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from harness.config import ConfigurationError, scrub
+from harness.config import ConfigurationError, first_line, scrub
 from harness.di.extract import qualified
 from harness.di.load import Target, resolve_target
 from harness.di.metadata import DiProcess
@@ -214,7 +214,7 @@ def _verify_process(target: psycopg.Connection, process: DiProcess) -> TableChec
             return verify_table(source, target, process, stg, watermark)
     except (psycopg.Error, ConfigurationError, LookupError) as error:
         check = TableCheck(process.name, _source_name(process), process.target_table, None)
-        check.error = scrub(_first_line(error))
+        check.error = scrub(first_line(error))
         check.seconds = time.monotonic() - started
         return check
 
@@ -226,16 +226,11 @@ def _verify_indicator(
         with connect_source(source_name) as source:
             return verify_indicator(name, source, target, source_query, target_query)
     except (psycopg.Error, ConfigurationError) as error:
-        return IndicatorCheck(name, [], [], scrub(_first_line(error)))
+        return IndicatorCheck(name, [], [], scrub(first_line(error)))
 
 
 def _dumps(document: object) -> str:
     return json.dumps(document, default=str)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 # -- reading --------------------------------------------------------------------------------

@@ -22,9 +22,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql
 
 from harness.di.extract import Window, qualified
-from harness.di.layer import SHA256_METADATA
 from harness.di.metadata import DiProcess
-from harness.s3 import S3Location
+from harness.s3 import SHA256_METADATA, S3Location, held, missing
 
 CHUNK = 1 << 20
 COPIES_AT_ONCE = 8
@@ -104,25 +103,15 @@ def _copy(client: Any, source: S3Location, target: S3Location, key: str) -> bool
         size, sha256 = scratch.tell(), digest.hexdigest()
         if size != head["ContentLength"]:
             return FileFailure(key, f"read {size} of {head['ContentLength']} bytes")
-        if _held(client, target.bucket, target_key) == (size, sha256):
+        if held(client, target.bucket, target_key) == (size, sha256):
             return False
         scratch.seek(0)
         client.upload_fileobj(
             scratch, target.bucket, target_key, ExtraArgs={"Metadata": {SHA256_METADATA: sha256}}
         )
-    if _held(client, target.bucket, target_key) != (size, sha256):
+    if held(client, target.bucket, target_key) != (size, sha256):
         return FileFailure(key, "the target does not hold what was written")
     return True
-
-
-def _held(client: Any, bucket: str, key: str) -> tuple[int, str | None] | None:
-    try:
-        head = client.head_object(Bucket=bucket, Key=key)
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return None
-        raise
-    return head["ContentLength"], head.get("Metadata", {}).get(SHA256_METADATA)
 
 
 def _chunks(body: Any) -> Iterator[bytes]:
@@ -132,4 +121,4 @@ def _chunks(body: Any) -> Iterator[bytes]:
 
 def _reason(error: ClientError) -> str:
     code = error.response.get("Error", {}).get("Code", "")
-    return "no such object" if code in ("404", "NoSuchKey", "NotFound") else f"S3 error {code}"
+    return "no such object" if missing(error) else f"S3 error {code}"

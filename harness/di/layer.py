@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from harness.di.extract import Extracted, Window
-
-SHA256_METADATA = "sha256"
+from harness.s3 import SHA256_METADATA, held
 
 
 class LayerMismatch(RuntimeError):
@@ -34,11 +33,11 @@ def store(client: Any, bucket: str, key: str, extracted: Extracted) -> None:
             "ContentEncoding": "gzip",
         },
     )
-    head = client.head_object(Bucket=bucket, Key=key)
-    held = (head["ContentLength"], head.get("Metadata", {}).get(SHA256_METADATA))
-    if held != (extracted.size, extracted.sha256):
+    stored = held(client, bucket, key)
+    if stored != (extracted.size, extracted.sha256):
+        holds = "no object" if stored is None else f"{stored[0]} bytes with SHA-256 {stored[1]}"
         raise LayerMismatch(
-            f"s3://{bucket}/{key} holds {held[0]} bytes with SHA-256 {held[1]},"
+            f"s3://{bucket}/{key} holds {holds},"
             f" not the {extracted.size} bytes with SHA-256 {extracted.sha256} uploaded"
         )
 

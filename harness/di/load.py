@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from harness.config import first_line
 from harness.di.extract import DELETED_ALIAS, Extracted, Window, extract_window
 from harness.di.metadata import DiProcess
 
@@ -153,7 +154,14 @@ def merge_rows(
         # source's own time of deletion would be lost
         _set_aside_deleted(connection, target)
         _apply_soft_deletes(connection, target)
-    merged = _merge(connection, process, target, process_id)
+    merged = merge_into(
+        connection,
+        "pg_temp.pgferry_di_rows",
+        target,
+        process.full_reload,
+        process_id,
+        skip=(DELETED_ALIAS,),
+    )
     connection.execute(sql.SQL("DROP TABLE {}").format(ROWS))
     if process.deleted_column:
         connection.execute(sql.SQL("DROP TABLE {}").format(DELETED))
@@ -176,7 +184,7 @@ def _copy_typed(
     except (psycopg.DataError, psycopg.IntegrityError) as refused:
         log.info(
             "DI rows do not all fit the STG types; merging them as text",
-            extra={"di_process": process.name, "reason": str(refused).splitlines()[0]},
+            extra={"di_process": process.name, "reason": first_line(refused)},
         )
         return False
     return True
@@ -235,19 +243,26 @@ def _set_aside_deleted(connection: psycopg.Connection, target: Target) -> None:
     connection.execute(sql.SQL("DELETE FROM {} WHERE {} IS NOT NULL").format(ROWS, alias))
 
 
-def _merge(
-    connection: psycopg.Connection, process: DiProcess, target: Target, process_id: int
+def merge_into(
+    connection: psycopg.Connection,
+    rows: str,
+    target: Target,
+    full_reload: bool,
+    process_id: int,
+    skip: tuple[str, ...] = (),
 ) -> Merged:
+    """etl.merge_table of the temporary table ``rows`` into ``target`` by its key; a full
+    reload marks target rows ``rows`` lacks as deleted."""
     row = connection.execute(
         "SELECT * FROM etl.merge_table(%(rows)s::regclass, %(target)s::regclass, %(keys)s,"
         " p_mark_deletes => %(full)s, p_process_id => %(process)s, p_skip_columns => %(skip)s)",
         {
-            "rows": "pg_temp.pgferry_di_rows",
+            "rows": rows,
             "target": target.oid,
             "keys": target.keys,
-            "full": process.full_reload,
+            "full": full_reload,
             "process": process_id,
-            "skip": [DELETED_ALIAS],
+            "skip": list(skip),
         },
     ).fetchone()
     return Merged(*row)

@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from harness.config import scrub
+from harness.config import first_line, scrub
 from harness.di.extract import Window
 from harness.di.files import copy_files, keys_in_window
 from harness.di.layer import object_key, store
@@ -88,7 +88,7 @@ def run_process(
         result = _run(target, process, layer, process_id, progress or (lambda *_: None))
         _end(target, process_id, "succeeded", result.rows, None)
     except Exception as error:  # every failure is this run's: recorded, then reported
-        message = scrub(_first_line(error))
+        message = scrub(first_line(error))
         log.warning("DI run failed", extra={"di_process": process.name, "error": message})
         _end_failed(target, process.name, process_id, message)
         return DiRunResult(
@@ -109,7 +109,7 @@ def _end_failed(target: psycopg.Connection, name: str, process_id: int, message:
     except psycopg.Error as error:
         log.warning(
             "DI run left open: the target database did not answer",
-            extra={"di_process": name, "process_id": process_id, "error": _first_line(error)},
+            extra={"di_process": name, "process_id": process_id, "error": first_line(error)},
         )
 
 
@@ -166,11 +166,13 @@ def _run_files(
     with connect_source(process.source or "") as source:
         keys = keys_in_window(source, process, window)
     counts, failures = copy_files(layer.client, process, keys)
-    for failure in failures:
+    if failures:  # one statement for all of them
         target.execute(
             "SELECT etl.log_error(p_object_name => 'harness di files', p_sqlstate => '58P01',"
-            " p_message => %s, p_row_key => %s, p_process_id => %s)",
-            [f"file not copied: {failure.error}", Jsonb({"key": failure.key}), process_id],
+            " p_message => 'file not copied: ' || f.error, p_row_key => jsonb_build_object("
+            "'key', f.key), p_process_id => %s)"
+            " FROM jsonb_to_recordset(%s) AS f (key text, error text)",
+            [process_id, Jsonb([{"key": f.key, "error": f.error} for f in failures])],
         )
     progress(
         process.name,
@@ -198,8 +200,3 @@ def _end(
     target: psycopg.Connection, process_id: int, status: str, rows: int | None, message: str | None
 ) -> None:
     target.execute("SELECT etl.end_di_run(%s, %s, %s, %s)", [process_id, status, rows, message])
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

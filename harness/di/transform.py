@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from harness.di.extract import Window
-from harness.di.load import Merged, Target
+from harness.di.load import Merged, Target, merge_into
 
 ROWS = sql.Identifier("pg_temp", "pgferry_bl_rows")
 
@@ -61,10 +61,6 @@ def merge_transform(
                 ROWS, sql.SQL(select)
             )
         )
-        row = connection.execute(
-            "SELECT * FROM etl.merge_table(%s::regclass, %s::regclass, %s,"
-            " p_mark_deletes => %s, p_process_id => %s)",
-            ["pg_temp.pgferry_bl_rows", target.oid, target.keys, full_reload, process_id],
-        ).fetchone()
+        merged = merge_into(connection, "pg_temp.pgferry_bl_rows", target, full_reload, process_id)
         connection.execute(sql.SQL("DROP TABLE {}").format(ROWS))
-    return Merged(*row)
+    return merged

@@ -24,8 +24,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from harness.permits.store import ClaimedPermit, Upload
 from harness.runtime import failpoints
+from harness.s3 import SHA256_METADATA
 
-SHA256_METADATA = "sha256"
 GUARD_HOOK_ID = "pgferry-permit-lease-guard"
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from harness.config import scrub
+from harness.config import first_line, scrub
 
 EXIT_OK, EXIT_PROBLEM, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3
 
@@ -51,11 +51,10 @@ class Outcome:
 def database_unreachable(error: psycopg.OperationalError) -> Outcome:
     """The line that says so; libpq's words with any secret in them masked."""
     outcome = Outcome()
-    text = scrub(str(error).strip())
-    first_line = text.splitlines()[0] if text else type(error).__name__
     outcome.add(
         EXIT_UNREACHABLE,
-        f"database unreachable ({first_line}); the work waits in the database: run again later",
+        f"database unreachable ({scrub(first_line(error))}); the work waits in the database:"
+        " run again later",
     )
     return outcome
 
