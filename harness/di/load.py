@@ -1,33 +1,31 @@
-"""A window's file -> the STG table, in one transaction of the target database: the CSV copied
-into a temporary table of the STG's column types, or, when a row does not fit them, of text
-columns (a value the STG column's type refuses then cannot fail the COPY: etl.merge_table
-casts, and logs each row it cannot merge with its key and field while the rest lands), then
-merged with etl.merge_table (stamps, real changes only; a full reload marks
-rows gone from the source as deleted), then the source's soft deletes applied."""
+"""A window's rows -> the STG table, in one transaction of the target database: the CSV copied
+straight into the STG table on a first load (harness.di.first_load); else into a temporary
+table of the STG's column types or, when a row does not fit them, of text columns (a value the
+STG column's type refuses then cannot fail the COPY: etl.merge_table casts, and logs each row
+it cannot merge with its key and field while the rest lands), the source's soft deletes
+applied, then merged with etl.merge_table (stamps, real changes only; a full reload marks rows
+gone from the source as deleted)."""
 
 from __future__ import annotations
 
 import gzip
 import logging
-import queue
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from harness.config import first_line
 from harness.di.extract import DELETED_ALIAS, Extracted, Window, extract_window
+from harness.di.first_load import NotEmpty, may_load_straight, stamped_by_default
 from harness.di.metadata import DiProcess
 
 log = logging.getLogger(__name__)
 
 TRACKING = ("inserted_at", "updated_at", "deleted_at")
 READ_BLOCK = 1 << 20
-QUEUED_BLOCKS = 8  # 1 MiB blocks between the reader and the COPY into the target
 
 # the STG table's columns the source fills (all but the tracking stamps), with their types
 COLUMNS_SQL = """
@@ -95,6 +93,26 @@ def resolve_target(connection: psycopg.Connection, process: DiProcess) -> Target
     return Target(oid, name, columns, list(keys))
 
 
+@dataclass(frozen=True)
+class Loaded:
+    extracted: Extracted
+    # the rows went straight into the empty STG table (harness.di.first_load): nothing to merge
+    straight: bool
+
+
+Write = Callable[[bytes], None]
+Feed = Callable[[Write], None]  # hands the window's CSV to a write, a block at a time
+Attempt = Callable[[psycopg.Connection, DiProcess, Target, Feed], bool]
+
+
+class SourceReadFailed(RuntimeError):
+    """The window's read failed (the source, or a connection lost while the rows streamed): the
+    run's failure, told apart from a row the target refused, which is a reason to try the next
+    way in. The target reports a refused row when its COPY ends, not while the rows stream (it
+    reads and drops the rest), so the source is always read to its end: the file is whole for
+    the next way."""
+
+
 def copy_window_in(
     connection: psycopg.Connection,
     source: psycopg.Connection,
@@ -102,53 +120,56 @@ def copy_window_in(
     target: Target,
     window: Window,
     path: Path,
-) -> Extracted:
-    """Read the window from ``source`` into the gzipped file ``path`` and, at the same time,
-    into pg_temp.pgferry_di_rows of ``connection`` (inside the caller's transaction): with the
-    STG table's column types and a unique key when every row fits them (the merge then neither
-    casts nor looks for duplicate keys); else, after that attempt is rolled back, from the file
-    as text, for the merge to cast row by row and log each row that does not fit."""
-    blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUED_BLOCKS)
-    outcome: dict[str, Any] = {}
+) -> Loaded:
+    """Read the window from ``source`` into the gzipped file ``path`` and, in the same pass,
+    into the target (inside the caller's transaction): straight into the STG table on a first
+    load (harness.di.first_load), else into pg_temp.pgferry_di_rows with the STG table's column
+    types and a unique key (the merge then neither casts nor looks for duplicate keys). An
+    attempt the rows do not fit is rolled back and the next reads the file; the last, a table
+    of text columns, takes every row, for the merge to cast row by row and log each row that
+    does not fit. One thread: the source, gzip and the target's COPY take turns a megabyte at a
+    time, and the two database servers work in parallel."""
+    extracted: list[Extracted] = []
 
-    def extract() -> None:
+    def live(write: Write) -> None:
         try:
-            outcome["extracted"] = extract_window(
-                source, process, target.column_names, window, path, tee=blocks.put
+            extracted.append(
+                extract_window(source, process, target.column_names, window, path, tee=write)
             )
-        except BaseException as error:  # handed to the caller's thread below
-            outcome["error"] = error
-        finally:
-            blocks.put(None)
+        except psycopg.Error as error:
+            raise SourceReadFailed(first_line(error)) from error
 
-    ended = threading.Event()
+    def from_file(write: Write) -> None:
+        with gzip.open(path, "rb") as rows:
+            while block := rows.read(READ_BLOCK):
+                write(block)
 
-    def received() -> Iterator[bytes]:
-        while (block := blocks.get()) is not None:
-            yield block
-        ended.set()
-
-    reader = threading.Thread(target=extract, name="pgferry-di-extract")
-    reader.start()
-    try:
-        typed = _copy_typed(connection, process, target, received())
-    finally:
-        if not ended.is_set():  # the COPY stopped early: let the reader finish its file
-            for _ in received():
-                pass
-        reader.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    if not typed:
-        _copy_text(connection, process, target, path)
-    connection.execute(sql.SQL("ANALYZE {}").format(ROWS))
-    return outcome["extracted"]
+    attempts: list[Attempt] = [_copy_typed, _copy_text]
+    if may_load_straight(connection, process, target.name, target.oid, target.keys):
+        attempts.insert(0, _copy_straight)
+    # the source is read once: an attempt refused before it read anything leaves it to the next
+    fitted = next(
+        attempt
+        for attempt in attempts
+        if attempt(connection, process, target, from_file if extracted else live)
+    )
+    straight = fitted is _copy_straight
+    if not straight:
+        connection.execute(sql.SQL("ANALYZE {}").format(ROWS))
+    return Loaded(extracted[0], straight)
 
 
 def merge_rows(
-    connection: psycopg.Connection, process: DiProcess, target: Target, process_id: int
+    connection: psycopg.Connection,
+    process: DiProcess,
+    target: Target,
+    process_id: int,
+    loaded: Loaded,
 ) -> Merged:
-    """Merge pg_temp.pgferry_di_rows into the STG table (in the caller's transaction)."""
+    """Merge pg_temp.pgferry_di_rows into the STG table (in the caller's transaction); after a
+    first load straight into STG, the counts of that load."""
+    if loaded.straight:
+        return Merged(loaded.extracted.rows, 0, 0, 0, 0)
     if process.deleted_column:
         # before the merge: a full reload would otherwise mark these rows deleted now, and the
         # source's own time of deletion would be lost
@@ -168,39 +189,58 @@ def merge_rows(
     return merged
 
 
-def _copy_typed(
-    connection: psycopg.Connection, process: DiProcess, target: Target, blocks: Iterator[bytes]
+def _copy_straight(
+    connection: psycopg.Connection, process: DiProcess, target: Target, feed: Feed
 ) -> bool:
-    """COPY the blocks into a table of the STG's types; False (nothing left of the attempt)
-    when a row does not fit them."""
+    """COPY into the empty STG table itself (harness.di.first_load)."""
+    copy = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER)")
+    try:
+        with (
+            connection.transaction(),  # a savepoint: a refusal undoes the attempt, defaults too
+            stamped_by_default(connection, target.name, target.oid),
+        ):
+            _copy_in(connection, copy.format(target.name, _copy_columns(process, target)), feed)
+    except (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError, NotEmpty) as no:
+        # ProgrammingError: this role may not ALTER the STG table (its owner may)
+        return _refused(process, "straight into the STG table", no)
+    return True
+
+
+def _copy_typed(
+    connection: psycopg.Connection, process: DiProcess, target: Target, feed: Feed
+) -> bool:
+    """COPY into a table of the STG's types with a unique key."""
     try:
         with connection.transaction():  # a savepoint: a refused row undoes only this attempt
             _create_rows_table(connection, process, target, typed=True)
-            with connection.cursor() as cursor, cursor.copy(_copy_sql(process, target)) as stream:
-                for block in blocks:
-                    stream.write(block)
+            _copy_in(connection, _copy_sql(process, target), feed)
             keys = sql.SQL(", ").join(sql.Identifier(k) for k in target.keys)
             connection.execute(sql.SQL("CREATE UNIQUE INDEX ON {} ({})").format(ROWS, keys))
-    except (psycopg.DataError, psycopg.IntegrityError) as refused:
-        log.info(
-            "DI rows do not all fit the STG types; merging them as text",
-            extra={"di_process": process.name, "reason": first_line(refused)},
-        )
-        return False
+    except (psycopg.DataError, psycopg.IntegrityError) as no:
+        return _refused(process, "into a table of the STG's types", no)
     return True
 
 
 def _copy_text(
-    connection: psycopg.Connection, process: DiProcess, target: Target, path: Path
-) -> None:
+    connection: psycopg.Connection, process: DiProcess, target: Target, feed: Feed
+) -> bool:
+    """COPY into a table of text columns: every row fits."""
     _create_rows_table(connection, process, target, typed=False)
-    with (
-        connection.cursor() as cursor,
-        cursor.copy(_copy_sql(process, target)) as stream,
-        gzip.open(path, "rb") as rows,
-    ):
-        while block := rows.read(READ_BLOCK):
-            stream.write(block)
+    _copy_in(connection, _copy_sql(process, target), feed)
+    return True
+
+
+def _copy_in(connection: psycopg.Connection, copy: sql.Composable, feed: Feed) -> None:
+    with connection.cursor() as cursor, cursor.copy(copy) as stream:
+        feed(stream.write)
+
+
+def _refused(process: DiProcess, way: str, refusal: Exception) -> bool:
+    log.info(
+        "DI rows not loaded this way; trying the next",
+        extra={"di_process": process.name, "way": way, "reason": first_line(refusal)},
+    )
+    return False
 
 
 def _create_rows_table(
@@ -221,14 +261,15 @@ def _create_rows_table(
 
 
 def _copy_sql(process: DiProcess, target: Target) -> sql.Composable:
-    columns = [sql.Identifier(name) for name in _file_columns(process, target)]
     return sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER)").format(
-        ROWS, sql.SQL(", ").join(columns)
+        ROWS, _copy_columns(process, target)
     )
 
 
-def _file_columns(process: DiProcess, target: Target) -> list[str]:
-    return target.column_names + ([DELETED_ALIAS] if process.deleted_column else [])
+def _copy_columns(process: DiProcess, target: Target) -> sql.Composable:
+    """The file's columns: the STG's the source fills, and the source's soft-delete column."""
+    names = target.column_names + ([DELETED_ALIAS] if process.deleted_column else [])
+    return sql.SQL(", ").join(sql.Identifier(name) for name in names)
 
 
 def _set_aside_deleted(connection: psycopg.Connection, target: Target) -> None:

@@ -73,6 +73,10 @@ class DiRunResult:
 Progress = Callable[[str, str], None]  # (process, what a step did)
 
 
+def _quiet(process: str, step: str) -> None:
+    """Progress nobody asked for."""
+
+
 def run_process(
     target: psycopg.Connection,
     process: DiProcess,
@@ -85,7 +89,8 @@ def run_process(
     if process_id is None:
         return DiRunResult(process.name, "refused", message="another run is still running")
     try:
-        result = _run(target, process, layer, process_id, progress or (lambda *_: None))
+        steps = progress if progress is not None else _quiet
+        result = _run(target, process, layer, process_id, steps)
         _end(target, process_id, "succeeded", result.rows, None)
     except Exception as error:  # every failure is this run's: recorded, then reported
         message = scrub(first_line(error))
@@ -131,8 +136,9 @@ def _run(
         progress(process.name, f"transformed: {_counts(merged)}")
         rows = merged.inserted + merged.updated + merged.unchanged + merged.failed
         return DiRunResult(process.name, "succeeded", process_id, rows, merged)
-    # one transaction of the target: the rows wait in a temporary table while the file goes to
-    # the layer, and nothing is merged unless the layer holds the file
+    # one transaction of the target: the rows wait (in a temporary table, or uncommitted in an
+    # empty STG table) while the file goes to the layer, and nothing is committed unless the
+    # layer holds the file
     with (
         tempfile.TemporaryDirectory(prefix="pgferry-di-") as scratch,
         connect_source(process.source or "") as source,
@@ -141,12 +147,17 @@ def _run(
         # naive source timestamps are UTC (the source is read in UTC): so are they here
         target.execute("SET LOCAL TimeZone = 'UTC'")
         path = Path(scratch) / "window.csv.gz"
-        extracted = copy_window_in(target, source, process, stg, window, path)
-        progress(process.name, f"extracted {extracted.rows} rows ({extracted.size} bytes gzipped)")
+        loaded = copy_window_in(target, source, process, stg, window, path)
+        extracted = loaded.extracted
+        into = "straight into the empty STG table" if loaded.straight else "for the merge"
+        progress(
+            process.name,
+            f"extracted {extracted.rows} rows ({extracted.size} bytes gzipped), loaded {into}",
+        )
         key = object_key(layer.prefix, process.name, window)
         store(layer.client, layer.bucket, key, extracted)
         progress(process.name, f"stored s3://{layer.bucket}/{key}")
-        merged = merge_rows(target, process, stg, process_id)
+        merged = merge_rows(target, process, stg, process_id, loaded)
     progress(process.name, f"merged: {_counts(merged)}")
     return DiRunResult(
         process.name, "succeeded", process_id, extracted.rows, merged, key, extracted.sha256

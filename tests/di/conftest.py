@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from harness.di.metadata import DiProcess, find_process
-from harness.di.run import DiRunResult, Layer, run_process
+from harness.di.run import DiRunResult, Layer, Progress, run_process
 from harness.s3 import make_client
 from tests.support.pg import connect, scratch_database
 
@@ -80,9 +80,9 @@ class Hub:
             )
             return find_process(conn, name)
 
-    def run(self, name: str) -> DiRunResult:
+    def run(self, name: str, progress: Progress | None = None) -> DiRunResult:
         with self.target() as conn:
-            return run_process(conn, find_process(conn, name), self.layer)
+            return run_process(conn, find_process(conn, name), self.layer, progress)
 
     def stg_rows(self, name: str) -> list[tuple]:
         with self.target() as conn:

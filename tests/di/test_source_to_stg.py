@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import uuid
 from datetime import timedelta
 
 import psycopg
 import pytest
 
-from tests.di.conftest import Hub, add_users
+from harness.di.run import run_process
+from tests.di.conftest import STG_TABLE, Hub, add_users
 
 
 def xmins(hub: Hub, name: str) -> list[tuple[int, str]]:
@@ -310,3 +312,149 @@ def test_naive_source_times_are_utc_whatever_the_target_zone(hub: Hub) -> None:
         ).fetchall()
     # the source's own time of deletion is kept, even by a full reload
     assert stg == src
+
+
+class Steps(list[str]):
+    """What a run reports step by step (run_process's progress)."""
+
+    def __call__(self, process: str, step: str) -> None:
+        self.append(step)
+
+    def loaded_straight(self) -> bool:
+        return any("loaded straight into the empty STG table" in step for step in self)
+
+
+def stamp_defaults(hub: Hub, name: str) -> dict[str, str | None]:
+    with hub.target() as conn:
+        return dict(
+            conn.execute(
+                "SELECT a.attname, pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute AS a"
+                " LEFT JOIN pg_attrdef AS d ON (d.adrelid, d.adnum) = (a.attrelid, a.attnum)"
+                " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+                [f"stg.{name}"],
+            ).fetchall()
+        )
+
+
+def test_a_first_load_goes_straight_into_the_empty_stg_table_and_keeps_its_defaults(
+    hub: Hub,
+) -> None:
+    with hub.source() as source:
+        add_users(source, 1, 300)
+    hub.define("users", cdc_column="updated_at", window_overlap=timedelta(days=7))
+    with hub.target() as conn:
+        conn.execute("ALTER TABLE stg.users ALTER inserted_at SET DEFAULT now()")
+    defaults = stamp_defaults(hub, "users")
+    steps = Steps()
+
+    first = hub.run("users", steps)
+
+    assert steps.loaded_straight()
+    assert (first.merged.inserted, first.merged.updated, first.merged.failed) == (300, 0, 0)
+    assert hub.stg_rows("users") == hub.source_rows()
+    with hub.target() as conn:
+        stamps = conn.execute(
+            "SELECT count(DISTINCT inserted_at), count(DISTINCT updated_at),"
+            " bool_and(inserted_at = updated_at), count(deleted_at) FROM stg.users"
+        ).fetchone()
+    assert stamps == (1, 1, True, 0)  # one stamp, as a merge gives its rows
+    assert stamp_defaults(hub, "users") == defaults  # the table's own defaults are back
+    before = xmins(hub, "users")
+    steps = Steps()
+    again = hub.run("users", steps)  # no longer empty: merged, and nothing changed
+    assert not steps.loaded_straight()
+    assert (again.merged.inserted, again.merged.unchanged) == (0, 300)
+    assert xmins(hub, "users") == before
+
+
+def test_a_full_reload_of_only_new_keys_still_marks_the_earlier_rows_deleted(hub: Hub) -> None:
+    with hub.source() as source:
+        add_users(source, 1, 10)
+    hub.define("users")
+    hub.run("users")
+    with hub.source() as source:
+        source.execute("DELETE FROM app.users")
+        add_users(source, 11, 10)
+    steps = Steps()
+
+    reloaded = hub.run("users", steps)  # every key is new: a COPY would not be refused
+
+    assert not steps.loaded_straight()
+    assert (reloaded.merged.inserted, reloaded.merged.deleted) == (10, 10)
+    assert hub.stg_rows("users") == hub.source_rows()
+
+
+@pytest.mark.parametrize("unique", [True, False], ids=["primary-key", "keys-by-metadata"])
+def test_a_duplicate_key_in_a_first_load_is_logged_and_the_other_rows_land(
+    hub: Hub, unique: bool
+) -> None:
+    with hub.source() as source:
+        add_users(source, 1, 20)
+    if not unique:  # the key only in the metadata: nothing in STG refuses a second row of it
+        with hub.target() as conn:
+            conn.execute(STG_TABLE.format(name="users").replace(" PRIMARY KEY", ""))
+    hub.define(
+        "users",
+        source_table=None,
+        source_query="SELECT * FROM app.users UNION ALL SELECT * FROM app.users WHERE id = 7",
+        keys=["id"],
+    )
+    steps = Steps()
+
+    result = hub.run("users", steps)
+
+    assert result.status == "succeeded" and not steps.loaded_straight()
+    assert (result.merged.inserted, result.merged.failed) == (19, 2)
+    assert hub.stg_rows("users") == [row for row in hub.source_rows() if row[0] != 7]
+    with hub.target() as conn:
+        keys = conn.execute(
+            "SELECT row_key FROM etl.error_log WHERE object_name = 'etl.merge_table'"
+        ).fetchall()
+    assert keys == [({"id": "7"},), ({"id": "7"},)]
+
+
+def test_a_role_that_may_not_alter_the_stg_table_loads_it_by_merge(hub: Hub) -> None:
+    with hub.source() as source:
+        add_users(source, 1, 40)
+    process = hub.define("users", cdc_column="updated_at")
+    role = f"pgferry_di_loader_{uuid.uuid4().hex[:8]}"
+    with hub.target() as conn:
+        conn.execute(f"CREATE ROLE {role} IN ROLE pgferry_worker")
+        conn.execute(f"GRANT USAGE ON SCHEMA stg TO {role}")
+        conn.execute(f"GRANT SELECT, INSERT, UPDATE ON stg.users TO {role}")
+    steps = Steps()
+    try:
+        with hub.target() as conn:
+            conn.execute(f"SET ROLE {role}")
+            result = run_process(conn, process, hub.layer, steps)
+    finally:
+        with hub.target() as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
+
+    assert result.status == "succeeded", result.message
+    assert not steps.loaded_straight() and result.merged.inserted == 40
+    assert hub.stg_rows("users") == hub.source_rows()
+
+
+def test_a_row_refused_early_in_a_big_window_leaves_the_file_whole_and_the_rest_lands(
+    hub: Hub,
+) -> None:
+    """The target refuses row 1 while megabytes of the window are still to come: the source is
+    still read to its end, the layer gets every row, and the other rows land by the merge."""
+    with hub.source() as source:
+        add_users(source, 1, 6000)
+        source.execute("UPDATE app.users SET name = repeat('x', 60) WHERE id = 1")  # varchar(40)
+    padded = "SELECT id, name, repeat(email, 40) AS email, score, created_at FROM app.users"
+    hub.define("users", source_table=None, source_query=padded)
+
+    result = hub.run("users")
+
+    assert result.status == "succeeded", result.message
+    assert (result.rows, result.merged.inserted, result.merged.failed) == (6000, 5999, 1)
+    with hub.source() as source:
+        expected = source.execute(f"SELECT * FROM ({padded}) AS s WHERE id <> 1 ORDER BY id")
+        assert hub.stg_rows("users") == expected.fetchall()
+    stored = hub.layer.client.get_object(Bucket=hub.layer.bucket, Key=result.key)["Body"].read()
+    csv = gzip.decompress(stored)
+    assert len(csv) > 4 * 2**20 and len(csv.splitlines()) == 6001  # every row, past the refusal
