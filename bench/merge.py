@@ -2,7 +2,9 @@
 
 Input: N staged rows (default 1,000,000): half new, a quarter changed, a quarter unchanged. The
 baseline is COPY FROM STDIN of the same rows into an empty table shaped like the target
-(primary key included), in the same run. Target: merge throughput >= 0.6 of COPY's.
+(primary key included), in the same run. Target: merge throughput >= 0.6 of COPY's. Also: the
+same rows with one bad row (a CHECK the target refuses) merged into an empty table, where the
+fallback isolates the row by merging halves; and a row-by-row merge of a sample.
 
     python bench/merge.py [--rows 1000000] [--row-by-row-sample 20000]
     BENCH_SERVER_URL=postgresql://postgres@127.0.0.1:5432/postgres python bench/merge.py
@@ -95,6 +97,21 @@ def main() -> None:
         with timed("merge", seconds):
             counts = conn.execute("SELECT * FROM etl.merge_table('stg', 'tgt')").fetchone()
 
+        # the same rows with one bad row, into an empty table: the fallback halves the source
+        bad = args.rows // 3
+        conn.execute(
+            f"CREATE TABLE stg_bad AS SELECT * FROM stg; UPDATE stg_bad SET amount = -1"
+            f" WHERE id = {bad}; CREATE TABLE tgt_bad ({COLUMNS}, {TRACKING}, CHECK (amount >= 0))"
+        )
+        conn.execute("VACUUM ANALYZE stg_bad")
+        conn.execute("CHECKPOINT")
+        with timed("one_bad_row", seconds):
+            bad_counts = conn.execute(
+                "SELECT inserted, failed FROM etl.merge_table('stg_bad', 'tgt_bad')"
+            ).fetchone()
+        if bad_counts != (args.rows - 1, 1):
+            raise RuntimeError(f"one bad row: merged {bad_counts}, expected {args.rows - 1}, 1")
+
         sample = args.row_by_row_sample
         conn.execute(
             f"CREATE TABLE tgt_rows ({COLUMNS}, inserted_at timestamptz, updated_at timestamptz);"
@@ -121,6 +138,10 @@ def main() -> None:
     print(
         f"row-by-row merge      : {seconds['row_by_row']:7.2f} s  {row_rate:12,.0f} rows/s"
         f"  ({sample:,}-row sample, same mix)"
+    )
+    print(
+        f"one bad row, all new  : {seconds['one_bad_row']:7.2f} s"
+        f"  ({args.rows - 1:,} inserted, 1 logged; the source merged in halves)"
     )
     print(f"ratio merge / COPY    : {merge_rate / copy_rate:.2f}   (target >= 0.60)")
     print(f"ratio row-by-row / COPY: {row_rate / copy_rate:.2f}")
