@@ -12,9 +12,14 @@ inside a savepoint: a row the STG refuses (a type, a constraint, a duplicate key
 attempt, defaults included, and the rows go the merge's way, where each bad row is logged.
 
 Taken only when the result cannot differ from a merge's: the table is empty under the lock, the
-process's key is a unique index of it (a duplicate key is then refused here as the merge
-refuses it), and the source carries no soft-delete column (the merge path does not insert rows
-the source deleted)."""
+process's key is an immediate unique index of it (a duplicate key is then refused here as the
+merge refuses it), the source carries no soft-delete column (the merge path does not insert
+rows the source deleted), and the table is a plain one: not partitioned, no children, no user
+triggers, no deferrable constraints.
+
+The ALTER TABLE takes an ACCESS EXCLUSIVE lock until the run commits: even readers of the STG
+table wait for the first load, its upload included. A lock conflict (another session's lock
+upgrade: a deadlock) is one more refusal: the rows go the merge's way."""
 
 from __future__ import annotations
 
@@ -28,17 +33,31 @@ from harness.di.metadata import DiProcess
 
 STAMPS = ("inserted_at", "updated_at")
 
-# is there a unique index (not partial, no expressions) whose key columns are exactly these?
+# is there a unique index (immediate, valid, not partial, no expressions) whose key columns are
+# exactly these?
 KEY_IS_UNIQUE_SQL = """
 SELECT EXISTS (
     SELECT FROM pg_catalog.pg_index AS i
-     WHERE i.indrelid = %(table)s AND i.indisunique AND i.indpred IS NULL
-       AND i.indexprs IS NULL AND i.indnkeyatts = cardinality(%(keys)s::text[])
+     WHERE i.indrelid = %(table)s AND i.indisunique AND i.indimmediate AND i.indisvalid
+       AND i.indisready AND i.indpred IS NULL AND i.indexprs IS NULL
+       AND i.indnkeyatts = cardinality(%(keys)s::text[])
        AND (SELECT array_agg(a.attname::text ORDER BY a.attname)
               FROM pg_catalog.pg_attribute AS a
              WHERE a.attrelid = i.indrelid
                AND a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1]))
            = (SELECT array_agg(k ORDER BY k) FROM unnest(%(keys)s::text[]) AS k))
+"""
+# what a COPY and a merge would treat differently, or an ALTER TABLE would reach beyond the
+# table: a partitioned table or one with children (the ALTER changes theirs too), user triggers
+# (one that skips a row would make the counts wrong), deferred constraints (their pending
+# checks forbid the ALTER that puts the defaults back)
+PLAIN_TABLE_SQL = """
+SELECT c.relkind = 'r'
+   AND NOT EXISTS (SELECT FROM pg_catalog.pg_inherits WHERE inhparent = c.oid)
+   AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger WHERE tgrelid = c.oid AND NOT tgisinternal)
+   AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint WHERE conrelid = c.oid AND condeferrable)
+  FROM pg_catalog.pg_class AS c
+ WHERE c.oid = %s
 """
 # the stamps' own defaults, NULL where none
 DEFAULTS_SQL = """
@@ -64,7 +83,8 @@ def may_load_straight(
     if process.deleted_column:
         return False
     unique = connection.execute(KEY_IS_UNIQUE_SQL, {"table": oid, "keys": keys}).fetchone()[0]
-    return bool(unique) and _is_empty(connection, table)
+    plain = connection.execute(PLAIN_TABLE_SQL, [oid]).fetchone()[0]
+    return bool(unique and plain) and _is_empty(connection, table)
 
 
 @contextmanager

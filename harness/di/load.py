@@ -200,9 +200,10 @@ def _copy_straight(
             stamped_by_default(connection, target.name, target.oid),
         ):
             _copy_in(connection, copy.format(target.name, _copy_columns(process, target)), feed)
-    except (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError, NotEmpty) as no:
-        # ProgrammingError: this role may not ALTER the STG table (its owner may)
-        return _refused(process, "straight into the STG table", no)
+    except (psycopg.Error, NotEmpty) as no:
+        # a refused row, this role not allowed to ALTER the table, a lock conflict: the
+        # savepoint undid it all; only a lost connection is the run's failure
+        return _refused(connection, process, "straight into the STG table", no)
     return True
 
 
@@ -216,8 +217,8 @@ def _copy_typed(
             _copy_in(connection, _copy_sql(process, target), feed)
             keys = sql.SQL(", ").join(sql.Identifier(k) for k in target.keys)
             connection.execute(sql.SQL("CREATE UNIQUE INDEX ON {} ({})").format(ROWS, keys))
-    except (psycopg.DataError, psycopg.IntegrityError) as no:
-        return _refused(process, "into a table of the STG's types", no)
+    except psycopg.Error as no:
+        return _refused(connection, process, "into a table of the STG's types", no)
     return True
 
 
@@ -235,7 +236,13 @@ def _copy_in(connection: psycopg.Connection, copy: sql.Composable, feed: Feed) -
         feed(stream.write)
 
 
-def _refused(process: DiProcess, way: str, refusal: Exception) -> bool:
+def _refused(
+    connection: psycopg.Connection, process: DiProcess, way: str, refusal: Exception
+) -> bool:
+    """Log a way in the rows did not take (its savepoint undid it) and say so; a lost target
+    connection is raised: no other way can work."""
+    if connection.broken:
+        raise refusal
     log.info(
         "DI rows not loaded this way; trying the next",
         extra={"di_process": process.name, "way": way, "reason": first_line(refusal)},

@@ -458,3 +458,53 @@ def test_a_row_refused_early_in_a_big_window_leaves_the_file_whole_and_the_rest_
     stored = hub.layer.client.get_object(Bucket=hub.layer.bucket, Key=result.key)["Body"].read()
     csv = gzip.decompress(stored)
     assert len(csv) > 4 * 2**20 and len(csv.splitlines()) == 6001  # every row, past the refusal
+
+
+def test_rows_that_arrive_after_the_check_are_seen_under_the_lock(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The STG table is checked empty again once the ALTER holds its lock: rows that came in
+    between (here: the check before it made to answer yes) send the load to the merge."""
+    with hub.source() as source:
+        add_users(source, 1, 10)
+    hub.define("users")
+    hub.run("users")
+    with hub.source() as source:
+        source.execute("DELETE FROM app.users")
+        add_users(source, 11, 10)
+    monkeypatch.setattr("harness.di.load.may_load_straight", lambda *_: True)
+    steps = Steps()
+
+    reloaded = hub.run("users", steps)
+
+    assert not steps.loaded_straight()
+    assert (reloaded.merged.inserted, reloaded.merged.deleted) == (10, 10)
+    assert hub.stg_rows("users") == hub.source_rows()
+
+
+@pytest.mark.parametrize(
+    "setup",
+    [
+        "ALTER TABLE stg.users ADD UNIQUE (email) DEFERRABLE INITIALLY DEFERRED",
+        "CREATE FUNCTION stg.keep() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$BEGIN RETURN NEW; END$$; CREATE TRIGGER keep BEFORE INSERT ON stg.users"
+        " FOR EACH ROW EXECUTE FUNCTION stg.keep()",
+        "CREATE TABLE stg.users_child () INHERITS (stg.users)",
+    ],
+    ids=["deferred-constraint", "user-trigger", "child-table"],
+)
+def test_a_first_load_into_a_table_a_copy_would_treat_otherwise_is_merged(
+    hub: Hub, setup: str
+) -> None:
+    with hub.source() as source:
+        add_users(source, 1, 20)
+    hub.define("users", cdc_column="updated_at")
+    with hub.target() as conn:
+        conn.execute(setup)
+    steps = Steps()
+
+    result = hub.run("users", steps)
+
+    assert result.status == "succeeded", result.message
+    assert not steps.loaded_straight() and result.merged.inserted == 20
+    assert hub.stg_rows("users") == hub.source_rows()
