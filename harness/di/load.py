@@ -126,8 +126,8 @@ def copy_window_in(
     load (harness.di.first_load), else into pg_temp.pgferry_di_rows with the STG table's column
     types and a unique key (the merge then neither casts nor looks for duplicate keys). An
     attempt the rows do not fit is rolled back and the next reads the file; the last, a table
-    of text columns, takes every row, for the merge to cast row by row and log each row that
-    does not fit. One thread: the source, gzip and the target's COPY take turns a megabyte at a
+    of text columns, takes every row, for the merge to cast and log each row that does not fit.
+    One thread: the source, gzip and the target's COPY take turns a megabyte at a
     time, and the two database servers work in parallel."""
     extracted: list[Extracted] = []
 
