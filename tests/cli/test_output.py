@@ -35,7 +35,11 @@ def test_status_redirected_to_a_file_captures_the_status(db_url: str, tmp_path: 
 def test_status_json_is_the_whole_of_stdout(db_url: str) -> None:
     result = run({"DATABASE_URL": db_url}, "status", "--json")
     assert result.returncode == 0 and result.stderr == ""
-    assert [p["name"] for p in json.loads(result.stdout)["pipelines"]] == ["permits", "shipments"]
+    assert [p["name"] for p in json.loads(result.stdout)["pipelines"]] == [
+        "files",
+        "permits",
+        "shipments",
+    ]
 
 
 def test_drift_findings_go_to_stdout(db_url: str, conn: psycopg.Connection) -> None:

@@ -170,7 +170,11 @@ def test_the_snapshot_needs_no_more_than_pgferry_viewer(server_url, db_url, cons
         keeper.refresh()
         keeper.close()
         assert keeper.state.error is None
-        assert [p.name for p in keeper.state.snapshot.status.pipelines] == ["permits", "shipments"]
+        assert [p.name for p in keeper.state.snapshot.status.pipelines] == [
+            "files",
+            "permits",
+            "shipments",
+        ]
 
 
 def test_an_operator_logs_in_as_operator(server_url, db_url, console):

@@ -178,7 +178,8 @@ def test_cancel_worker_stops_a_running_worker_at_once(db_url: str, fake: Detrack
                 ),
                 30,
             )
-            assert read_pipelines(conn)[1]["workers_alive"] == 1
+            by_name = {p["name"]: p for p in read_pipelines(conn)}
+            assert by_name["shipments"]["workers_alive"] == 1
             # the worker LISTENs: the NOTIFY stops it well before its next heartbeat (10 s)
             time.sleep(1)  # let its cancel listener connect
             cancelled_at = time.monotonic()
@@ -209,13 +210,14 @@ def test_harness_pause_and_resume_record_the_user_and_status_shows_the_pause(db_
     assert "shipments: paused since " in table.stdout
     assert " by postgres: DeTrack down" in table.stdout
     status = json.loads(runner.invoke(app, ["status", "--json"], env=env).stdout)
-    shipments = status["pipelines"][1]
+    by_name = {p["name"]: p for p in status["pipelines"]}
+    shipments = by_name["shipments"]
     assert (shipments["name"], shipments["paused_by"], shipments["pause_reason"]) == (
         "shipments",
         "postgres",
         "DeTrack down",
     )
-    assert status["pipelines"][0]["paused_at"] is None
+    assert by_name["permits"]["paused_at"] is None
 
     refused = runner.invoke(app_with_control(), ["resume", "shipments", "--reason", " "], env=env)
     assert refused.exit_code == 2

@@ -61,6 +61,7 @@ def test_two_upgrades_started_at_once_both_succeed_and_migrate_once(empty_db_url
     with connect(empty_db_url) as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(head,)]
         assert conn.execute("SELECT name FROM etl.pipeline ORDER BY 1").fetchall() == [
+            ("files",),
             ("permits",),
             ("shipments",),
         ]

@@ -181,7 +181,8 @@ def test_status_json_and_the_daily_report_give_the_known_numbers(
     result = CliRunner().invoke(app, ["status", "--json"], env={"DATABASE_URL": db_url})
     assert result.exit_code == 1  # dead letters and a failed run: not healthy
     status = json.loads(result.stdout)
-    permits, shipments = status["pipelines"]
+    files, permits, shipments = status["pipelines"]
+    assert (files["name"], files["backlog"], files["dead_letters"]) == ("files", 0, 0)
     assert (permits["failed_runs_24h"], permits["process_errors_24h"]) == (1, 1)
     assert (permits["dead_letters"], permits["backlog"], permits["last_status"]) == (1, 0, "failed")
     assert (shipments["backlog"], shipments["dead_letters"]) == (3, 0)

@@ -397,7 +397,11 @@ def test_the_worker_reads_what_the_harness_shows(conn: psycopg.Connection) -> No
     assert shipments.sync_erp_changes(100) == 1  # SECURITY DEFINER: reads the ERP for the worker
     assert shipments.awaiting_status(10) == [] and shipments.failed_jobs() == []
     status = read_status(conn)
-    assert {p.name: p.backlog for p in status.pipelines} == {"permits": 2, "shipments": 1}
+    assert {p.name: p.backlog for p in status.pipelines} == {
+        "files": 0,
+        "permits": 2,
+        "shipments": 1,
+    }
 
 
 # == both pipelines with these rights ============================================================

@@ -1,0 +1,237 @@
+"""The file importer end to end, for real: files in a folder and on an FTP server, raw copies in
+moto's S3, the target in PostgreSQL; what each file leaves in the target (compared field by
+field with its CSV), in S3, in files.file and in the journal."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import uuid
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from harness.files.importer import Importer, RawStore, discover, load_sources
+from harness.s3 import make_client
+from tests.support.pg import connect
+
+TARGET = """
+CREATE SCHEMA app;
+CREATE TABLE app.property (
+    pid         integer PRIMARY KEY,
+    address     text NOT NULL,
+    assessed    numeric(12, 2),
+    inserted_at timestamptz NOT NULL,
+    updated_at  timestamptz NOT NULL,
+    deleted_at  timestamptz
+);
+"""
+HEADER = ["pid", "address", "assessed"]
+
+
+def rows(first: int, count: int) -> list[list[str]]:
+    return [
+        [str(n), f"{n} Main St, Victoria", f"{n * 1000}.50"] for n in range(first, first + count)
+    ]
+
+
+def csv_bytes(table: list[list[str]], header: list[str] = HEADER) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(table)
+    return out.getvalue().encode()
+
+
+def zipped(name: str, data: bytes) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(name, data)
+    return out.getvalue()
+
+
+@dataclass
+class Setup:
+    url: str
+    folder: Path
+    raw: RawStore
+    scratch: Path
+
+    def importer(self, conn: psycopg.Connection, worker: str = "w1") -> Importer:
+        return Importer(conn, self.raw, self.scratch, worker)
+
+    def discover_and_import(self) -> dict[str, int]:
+        with connect(self.url) as conn:
+            discover(conn, load_sources(conn)["county"])
+            return dict(self.importer(conn).run_once(limit=50))
+
+    def target(self) -> list[tuple]:
+        with connect(self.url) as conn:
+            return conn.execute(
+                "SELECT pid::text AS id, address, assessed::text FROM app.property ORDER BY pid"
+            ).fetchall()
+
+    def files(self) -> dict[str, tuple]:
+        with connect(self.url) as conn:
+            found = conn.execute(
+                "SELECT path, state, step, error_class, duplicate_of IS NOT NULL FROM files.file"
+            ).fetchall()
+        return {row[0]: row[1:] for row in found}
+
+
+@pytest.fixture
+def setup(
+    db_url: str,
+    s3_endpoint: str,
+    s3_credentials: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Setup]:
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    client = make_client(s3_endpoint)
+    bucket = f"raw-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=bucket)
+    monkeypatch.setenv("PGFERRY_FILES_COUNTY_URL", folder.as_uri())
+    with connect(db_url) as conn:
+        conn.execute(TARGET)
+        conn.execute(
+            "SELECT files.define_source('county', 'app.property', p_pattern => '*.csv*',"
+            " p_header => %s)",
+            [HEADER],
+        )
+    yield Setup(db_url, folder, RawStore(client, bucket), scratch)
+    assert list(scratch.iterdir()) == []  # no local copy outlives its file
+
+
+def journal(url: str, path: str) -> list[str]:
+    with connect(url) as conn:
+        return [
+            step
+            for (step,) in conn.execute(
+                "SELECT j.step FROM etl.journal AS j JOIN files.file AS f"
+                " ON f.file_id = j.item_id WHERE j.pipeline = 'files' AND f.path = %s"
+                " ORDER BY j.journal_id",
+                [path],
+            )
+        ]
+
+
+def test_files_are_imported_step_by_step_and_kept_raw(setup: Setup) -> None:
+    first, second = rows(1, 300), rows(301, 200)
+    (setup.folder / "a.csv.gz").write_bytes(gzip.compress(csv_bytes(first)))
+    (setup.folder / "b.csv.zip").write_bytes(zipped("b.csv", csv_bytes(second)))
+
+    outcomes = setup.discover_and_import()
+
+    assert outcomes == {"imported": 2}
+    assert setup.target() == [tuple(row) for row in first + second]
+    assert setup.files() == {
+        "a.csv.gz": ("imported", "merged", None, False),
+        "b.csv.zip": ("imported", "merged", None, False),
+    }
+    steps = ["found", "downloaded", "unpacked", "validated", "stored", "loaded", "merged"]
+    assert journal(setup.url, "a.csv.gz") == steps
+    with connect(setup.url) as conn:
+        raw_keys = conn.execute("SELECT path, raw_key, sha256 FROM files.file").fetchall()
+        assert conn.execute("SELECT * FROM etl.verify_journal()").fetchall() == []
+    for path, key, sha256 in raw_keys:
+        body = setup.raw.client.get_object(Bucket=setup.raw.bucket, Key=key)["Body"].read()
+        assert body == (setup.folder / path).read_bytes()
+        assert hashlib.sha256(body).hexdigest() == sha256
+
+
+def test_the_same_content_offered_twice_is_imported_once(setup: Setup) -> None:
+    data = gzip.compress(csv_bytes(rows(1, 50)), mtime=0)
+    (setup.folder / "monday.csv.gz").write_bytes(data)
+    assert setup.discover_and_import() == {"imported": 1}
+    with connect(setup.url) as conn:
+        before = conn.execute("SELECT pid, xmin::text FROM app.property ORDER BY pid").fetchall()
+    (setup.folder / "tuesday.csv.gz").write_bytes(data)
+
+    assert setup.discover_and_import() == {"duplicate": 1}
+
+    assert setup.files()["tuesday.csv.gz"] == ("duplicate", "downloaded", None, True)
+    with connect(setup.url) as conn:
+        after = conn.execute("SELECT pid, xmin::text FROM app.property ORDER BY pid").fetchall()
+    assert after == before  # not a row written again
+    assert setup.discover_and_import() == {}  # and the same listing adds nothing
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "error_class"),
+    [
+        ("truncated.csv.gz", gzip.compress(csv_bytes(rows(1, 500)))[:-20], "corrupt"),
+        ("empty.csv", b"", "empty"),
+        ("wrong.csv", csv_bytes(rows(1, 5), header=["id", "street", "value"]), "format"),
+        ("picture.csv", b"\x89PNG\r\n\x1a\n" + bytes(200), "format"),
+    ],
+)
+def test_a_bad_file_is_a_dead_letter_with_its_class_and_the_good_ones_land(
+    setup: Setup, name: str, content: bytes, error_class: str
+) -> None:
+    (setup.folder / name).write_bytes(content)
+    (setup.folder / "good.csv").write_bytes(csv_bytes(rows(1000, 10)))
+
+    assert setup.discover_and_import() == {"dead": 1, "imported": 1}
+
+    assert setup.files()[name][:3] == ("dead", setup.files()[name][1], error_class)
+    assert setup.target() == [tuple(row) for row in rows(1000, 10)]
+    listed = setup.raw.client.list_objects_v2(Bucket=setup.raw.bucket).get("Contents", [])
+    assert [obj["Key"].rsplit("/", 1)[-1] for obj in listed] == ["good.csv"]  # nothing bad kept
+    with connect(setup.url) as conn:
+        alerts = conn.execute("SELECT subject FROM etl.alert WHERE pipeline = 'files'").fetchall()
+        requeued = conn.execute("SELECT files.requeue_dead()").fetchone()[0]
+    assert len(alerts) == 1 and name in alerts[0][0]
+    assert requeued == 1 and setup.files()[name][0] == "pending"
+
+
+def test_bad_rows_are_logged_and_the_rest_of_the_file_lands(setup: Setup) -> None:
+    table = rows(1, 20)
+    table[4][2] = "not a number"
+    (setup.folder / "mixed.csv").write_bytes(csv_bytes(table))
+
+    assert setup.discover_and_import() == {"imported": 1}
+
+    assert setup.target() == [tuple(row) for row in table if row[0] != "5"]
+    with connect(setup.url) as conn:
+        key, detail = conn.execute(
+            "SELECT row_key, detail FROM etl.error_log WHERE object_name = 'etl.merge_table'"
+        ).fetchone()
+        merged = conn.execute(
+            "SELECT detail FROM etl.journal WHERE pipeline = 'files' AND step = 'merged'"
+        ).fetchone()[0]
+    assert key == {"pid": "5"} and "field: assessed" in detail
+    assert (merged["inserted"], merged["failed"]) == (19, 1)
+
+
+def test_a_store_outage_is_retried_and_the_retry_checks_its_new_copy_again(
+    setup: Setup,
+) -> None:
+    (setup.folder / "a.csv").write_bytes(csv_bytes(rows(1, 30)))
+    real_bucket = setup.raw.bucket
+    setup.raw = RawStore(setup.raw.client, "no-such-bucket")
+
+    assert setup.discover_and_import() == {"retry": 1}
+
+    assert setup.files()["a.csv"] == ("pending", "validated", "storage", False)
+    assert setup.target() == []
+    setup.raw = RawStore(setup.raw.client, real_bucket)
+    with connect(setup.url) as conn:
+        conn.execute("UPDATE files.file SET next_attempt_at = now()")  # the backoff is over
+    assert setup.discover_and_import() == {"imported": 1}
+    assert setup.target() == [tuple(row) for row in rows(1, 30)]
+    # the local copy went with the failed attempt: downloaded again and, being a new copy,
+    # checked again before it is stored
+    assert journal(setup.url, "a.csv")[1:] == [
+        *("downloaded", "unpacked", "validated", "failed"),
+        *("downloaded", "unpacked", "validated", "stored", "loaded", "merged"),
+    ]
