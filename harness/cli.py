@@ -23,6 +23,7 @@ from harness.commands.cutover import cutover_app
 from harness.commands.db import db_app
 from harness.commands.di import di_app
 from harness.commands.extract import extract
+from harness.commands.files import files_app
 from harness.commands.operations import alerts_app, cancel, report_app, retry, verify
 from harness.commands.permits import permits_app, run_permits
 from harness.commands.serve import serve
@@ -62,6 +63,7 @@ run_app.command("shipments")(run_shipments)
 app.add_typer(db_app, name="db")
 app.add_typer(di_app, name="di")
 app.add_typer(cutover_app, name="cutover")
+app.add_typer(files_app, name="files")
 app.add_typer(run_app, name="run")
 app.add_typer(permits_app, name="permits")
 app.command("extract")(extract)

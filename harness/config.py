@@ -132,6 +132,8 @@ SECRET_VARIABLES = (
     "AWS_SESSION_TOKEN",
     "DETRACK_API_KEY",
     "SMTP_PASSWORD",
+    "FILES_SOURCE_PASSWORD",  # harness.files.sources: a password kept out of the source URL
+    "FILES_SOURCE_KEY_PASSPHRASE",
 )
 # libpq connection parameters that hold secrets, in a URL query or a keyword/value string
 SECRET_PARAMETERS = ("password", "sslpassword")
@@ -152,8 +154,8 @@ def secret_values() -> frozenset[str]:
     values = {os.environ.get(name, "") for name in SECRET_VARIABLES}
     values |= {v or "" for k, v in _env_file_values().items() if k.upper() in SECRET_VARIABLES}
     values |= _url_secrets(os.environ.get("DATABASE_URL", ""))
-    for name, value in os.environ.items():  # the migration hub's sources (harness.di.sources)
-        if name.startswith("PGFERRY_SOURCE_") and name.endswith("_URL"):
+    for name, value in os.environ.items():  # the hub's sources, the file importer's sources
+        if name.startswith(("PGFERRY_SOURCE_", "PGFERRY_FILES_")) and name.endswith("_URL"):
             values |= _url_secrets(value)
     variants = set()
     for value in values:
@@ -256,6 +258,26 @@ class DiSettings(BaseSettings):
         description="Each CDC window is also read this far back: longer than any source"
         " transaction, so a change stamped before a window ended but committed later is seen",
     )
+
+
+class FilesSettings(BaseSettings):
+    """The file importer (seed 004): where raw files are kept, and how a worker claims files.
+    Each source's URL is PGFERRY_FILES_<NAME>_URL; S3 credentials are the usual AWS_*."""
+
+    model_config = _config("FILES_")
+
+    bucket: str = Field(
+        min_length=1, description="the bucket raw files are kept in", examples=["raw-files"]
+    )
+    endpoint_url: str | None = Field(None, description="S3-compatible endpoint; AWS when unset")
+    region: str = "us-east-1"
+    scratch: Path | None = Field(
+        None, description="Folder for local copies while a file is imported; default: temp"
+    )
+    lease_seconds: float = Field(
+        600, gt=0, description="How long a claimed file is this worker's before another may take it"
+    )
+    batch: int = Field(10, ge=1, le=1000, description="Files claimed at once")
 
 
 class PermitSettings(BaseSettings):

@@ -287,10 +287,13 @@ def _explainers() -> list[tuple[Any, Callable[[Any], Fault | None]]]:
     from alembic.util.exc import CommandError
     from sqlalchemy.exc import ArgumentError, DBAPIError
 
+    from harness.commands.files import UnknownSource
     from harness.deploy import migrate
     from harness.deploy.paths import LayoutMissing
     from harness.di.metadata import UnknownProcess
     from harness.di.schedule import DependencyCycle
+    from harness.files.importer import FilesConfigError
+    from harness.files.sources import SourceConfigError
     from harness.ops.extract import UnknownTable
 
     def plain(code: int) -> Callable[[Exception], Fault]:
@@ -301,6 +304,7 @@ def _explainers() -> list[tuple[Any, Callable[[Any], Fault | None]]]:
         (SchemaNotReady, plain(EXIT_CONFIG)),
         (UnknownTable, plain(EXIT_CONFIG)),
         (UnknownProcess | DependencyCycle, plain(EXIT_CONFIG)),
+        (UnknownSource | FilesConfigError | SourceConfigError, plain(EXIT_CONFIG)),
         (LayoutMissing, plain(EXIT_CONFIG)),
         (getattr(migrate, "MigrationLockTimeout", ()), plain(EXIT_UNREACHABLE)),
         (psycopg.OperationalError, _operational),

@@ -34,7 +34,8 @@ from psycopg.types.json import Jsonb
 
 from harness.config import first_line, scrub
 from harness.files.archive import CsvExpectation, FileRefused, Limits, members, validate
-from harness.files.sources import RemoteFile, SourceUnavailable, open_source
+from harness.files.sources import RemoteFile, SourceConfigError, SourceUnavailable, open_source
+from harness.runtime.failpoints import reach
 from harness.s3 import SHA256_METADATA, held
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,10 @@ STAGING = sql.Identifier("pg_temp", "pgferry_file_rows")
 
 class FilesConfigError(ValueError):
     """A source without its URL in the environment, or a target the database lacks."""
+
+
+class _Fenced(Exception):
+    """The file's lease went to another worker while it was being merged."""
 
 
 class StorageFailed(RuntimeError):
@@ -195,6 +200,8 @@ class Importer:
             return self._load_and_merge(file, token, source, local)
         except FileRefused as refused:
             return self._fail(file, token, step, refused.error_class, str(refused), False)
+        except (FilesConfigError, SourceConfigError) as unset:  # waits for its configuration
+            return self._fail(file, token, step, "config", str(unset), True)
         except SourceUnavailable as failed:
             retry = failed.error_class == "network"
             return self._fail(file, token, step, failed.error_class, str(failed), retry)
@@ -239,27 +246,32 @@ class Importer:
     def _load_and_merge(self, file: Claimed, token: int, source: FileSource, local: Path) -> str:
         if not local.exists():
             self._fetch_raw(file, local)
-        with self.connection.transaction():
-            answer = self.connection.execute(
-                "SELECT files.begin_load(%s, %s)", [file.file_id, token]
-            ).fetchone()[0]
-            if answer != "load":
-                return answer
-            rows = _copy_members(self.connection, source, local)
-            inserted, updated, unchanged, _, failed = self.connection.execute(
-                "SELECT * FROM etl.merge_table(%s::regclass, %s::regclass, %s)",
-                ["pg_temp.pgferry_file_rows", source.target_table, source.keys or None],
-            ).fetchone()
-            self.connection.execute(sql.SQL("DROP TABLE {}").format(STAGING))
-            self._record(file, token, "loaded", {"rows": rows})
-            merged = {
-                "rows": inserted + updated + unchanged,
-                "inserted": inserted,
-                "updated": updated,
-                "unchanged": unchanged,
-                "failed": failed,
-            }
-            self._record(file, token, "merged", merged)
+        try:
+            with self.connection.transaction():
+                answer = self.connection.execute(
+                    "SELECT files.begin_load(%s, %s)", [file.file_id, token]
+                ).fetchone()[0]
+                if answer != "load":
+                    return answer
+                rows = _copy_members(self.connection, source, local)
+                inserted, updated, unchanged, _, failed = self.connection.execute(
+                    "SELECT * FROM etl.merge_table(%s::regclass, %s::regclass, %s)",
+                    ["pg_temp.pgferry_file_rows", source.target_table, source.keys or None],
+                ).fetchone()
+                self.connection.execute(sql.SQL("DROP TABLE {}").format(STAGING))
+                merged = {
+                    "rows": inserted + updated + unchanged,
+                    "inserted": inserted,
+                    "updated": updated,
+                    "unchanged": unchanged,
+                    "failed": failed,
+                }
+                for step, detail in (("loaded", {"rows": rows}), ("merged", merged)):
+                    if self._record(file, token, step, detail) != "recorded":
+                        raise _Fenced  # another worker has the file: none of this commits
+        except _Fenced:
+            return "fenced"
+        reach("files_after_merge_commit")
         return "imported"
 
     def _fetch_raw(self, file: Claimed, local: Path) -> None:
@@ -269,9 +281,11 @@ class Importer:
             raise StorageFailed(f"s3://{self.raw.bucket}/{file.raw_key} is not the file stored")
 
     def _record(self, file: Claimed, token: int, step: str, detail: dict[str, Any]) -> str:
-        return self.connection.execute(
+        answer = self.connection.execute(
             "SELECT files.record_step(%s, %s, %s, %s)", [file.file_id, token, step, Jsonb(detail)]
         ).fetchone()[0]
+        reach(f"files_after_{step}")  # tests crash here: the step is recorded (or uncommitted)
+        return answer
 
     def _fail(
         self, file: Claimed, token: int, step: str, error_class: str, message: str, retry: bool

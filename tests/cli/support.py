@@ -28,6 +28,8 @@ OWN_PREFIXES = (
     "DEAD_LETTER_",
     "DI_",
     "PGFERRY_SOURCE_",
+    "FILES_",
+    "PGFERRY_FILES_",
 )
 
 

@@ -1,0 +1,169 @@
+"""`harness files`: the file importer (seed 004): run it, see its files, requeue dead ones."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import tempfile
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import psycopg
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from harness.commands.common import EXIT_PROBLEM, EXIT_UNREACHABLE, console, out, require_database
+
+log = logging.getLogger(__name__)
+
+files_app = typer.Typer(
+    help="The file importer: files from FTP, SFTP, a folder or S3 into target tables.",
+    no_args_is_help=True,
+)
+
+STATUS_SQL = """
+SELECT s.name, count(f.file_id),
+       count(*) FILTER (WHERE f.state = 'pending'), count(*) FILTER (WHERE f.state = 'claimed'),
+       count(*) FILTER (WHERE f.state = 'imported'), count(*) FILTER (WHERE f.state = 'duplicate'),
+       count(*) FILTER (WHERE f.state = 'dead'), max(f.imported_at)
+  FROM files.source AS s LEFT JOIN files.file AS f ON f.source = s.name
+ GROUP BY s.name ORDER BY s.name
+"""
+DEAD_SQL = """
+SELECT file_id, source, path, step, error_class, error, attempts
+  FROM files.file WHERE state = 'dead' ORDER BY file_id
+"""
+
+
+class UnknownSource(LookupError):
+    """A source name the database does not know."""
+
+
+@files_app.command("run")
+def run(
+    source: Annotated[
+        str | None, typer.Option(help="Only this source (default: every source).")
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="One claim of files only, not until none is left.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List each source for new files, then import files until none is left to claim.
+
+    Sources come from files.define_source, their URLs from PGFERRY_FILES_<NAME>_URL; raw copies
+    go to FILES_BUCKET. Exit 1 when a file became a dead letter (harness files dead), 3 when a
+    source could not be listed (its files wait for the next run).
+    """
+    from harness.config import FilesSettings, load
+    from harness.files.importer import Importer, RawStore, discover, load_sources
+    from harness.files.sources import SourceUnavailable
+    from harness.s3 import make_client
+
+    settings = load(FilesSettings)
+    raw = RawStore(make_client(settings.endpoint_url, settings.region), settings.bucket)
+    worker = os.environ.get("PGFERRY_WORKER_ID") or f"{socket.gethostname()}:{os.getpid()}"
+    outcomes: Counter[str] = Counter()
+    unreachable = []
+    with (
+        psycopg.connect(require_database(), autocommit=True) as connection,
+        tempfile.TemporaryDirectory(prefix="pgferry-files-", dir=settings.scratch) as scratch,
+    ):
+        sources = load_sources(connection)
+        if source is not None and source not in sources:
+            raise UnknownSource(
+                f"no file source {source!r}; harness files status lists them"
+                " (files.define_source declares one)"
+            )
+        for name in [source] if source else sorted(sources):
+            try:
+                found = discover(connection, sources[name])
+                console.print(f"{escape(name)}: {found} new file(s)", highlight=False)
+            except SourceUnavailable as failed:
+                console.print(f"{escape(name)}: not listed: {escape(str(failed))}", highlight=False)
+                unreachable.append(name)
+        importer = Importer(
+            connection, raw, Path(scratch), worker, timedelta(seconds=settings.lease_seconds)
+        )
+        while round_outcomes := importer.run_once(settings.batch):
+            outcomes += round_outcomes
+            console.print(_counts(round_outcomes), highlight=False)
+            if once:
+                break
+    if as_json:
+        typer.echo(json.dumps({"outcomes": dict(outcomes), "unreachable": unreachable}))
+    else:
+        out.print(f"files: {_counts(outcomes) or 'nothing to import'}")
+    if outcomes["dead"]:
+        raise typer.Exit(EXIT_PROBLEM)
+    if unreachable:
+        raise typer.Exit(EXIT_UNREACHABLE)
+
+
+@files_app.command("status")
+def status() -> None:
+    """Files per source and state. Exit 1 when there are dead letters."""
+    with psycopg.connect(require_database(), autocommit=True) as connection:
+        rows = connection.execute(STATUS_SQL).fetchall()
+    table = Table(title="File importer")
+    for column in (
+        "source",
+        "files",
+        "pending",
+        "claimed",
+        "imported",
+        "duplicate",
+        "dead",
+        "last import",
+    ):
+        table.add_column(column)
+    for name, *counts, last in rows:
+        table.add_row(name, *map(str, counts), f"{last:%Y-%m-%d %H:%M:%S}" if last else "-")
+    out.print(table)
+    if any(row[6] for row in rows):
+        raise typer.Exit(EXIT_PROBLEM)
+
+
+@files_app.command("dead")
+def dead() -> None:
+    """The dead letters: each file with the step it failed and why."""
+    with psycopg.connect(require_database(), autocommit=True) as connection:
+        rows = connection.execute(DEAD_SQL).fetchall()
+    table = Table(title="Dead files")
+    for column in ("file", "source", "path", "last step done", "class", "error", "attempts"):
+        table.add_column(column)
+    for file_id, name, path, step, error_class, error, attempts in rows:
+        table.add_row(
+            str(file_id),
+            name,
+            escape(path),
+            step or "-",
+            error_class or "-",
+            escape(error or ""),
+            str(attempts),
+        )
+    out.print(table)
+
+
+@files_app.command("requeue")
+def requeue(
+    file_ids: Annotated[
+        list[int] | None, typer.Argument(help="Dead files to requeue (default: all of them).")
+    ] = None,
+    source: Annotated[str | None, typer.Option(help="Only this source's dead files.")] = None,
+) -> None:
+    """Dead files back to pending, with fresh attempts; each goes on after its last step."""
+    with psycopg.connect(require_database(), autocommit=True) as connection:
+        count = connection.execute(
+            "SELECT files.requeue_dead(%s, %s)", [file_ids or None, source]
+        ).fetchone()[0]
+    out.print(f"requeued {count} file(s)")
+
+
+def _counts(outcomes: Counter[str]) -> str:
+    return ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items()))

@@ -1,0 +1,168 @@
+"""`harness files` as a scheduler runs it, in subprocesses: killed with SIGKILL after each step
+(and inside the load's transaction), then run again; what the target, S3, files.file and the
+journal hold at the end, compared with the files themselves. Two workers at once."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from harness.s3 import make_client
+from tests.cli.support import OWN_PREFIXES, harness_command
+from tests.cli.support import run as run_harness
+from tests.files.test_importer import HEADER, TARGET, csv_bytes, rows
+from tests.support.pg import connect
+
+
+@dataclass
+class Site:
+    url: str
+    env: dict[str, str]
+    folder: Path
+    client: object
+    bucket: str
+
+    def target(self) -> list[tuple]:
+        with connect(self.url) as conn:
+            return conn.execute(
+                "SELECT pid::text AS id, address, assessed::text FROM app.property ORDER BY pid"
+            ).fetchall()
+
+    def expire_leases(self) -> None:
+        """What time does for a dead worker's claims (instead of waiting out the lease)."""
+        with connect(self.url) as conn:
+            conn.execute(
+                "UPDATE files.file SET lease_expires_at = now() - interval '1 second'"
+                " WHERE state = 'claimed'"
+            )
+
+
+@pytest.fixture
+def site(db_url: str, s3_endpoint: str, s3_credentials: None, tmp_path: Path) -> Iterator[Site]:
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    client = make_client(s3_endpoint)
+    bucket = f"raw-{uuid.uuid4().hex[:8]}"
+    env = {
+        "DATABASE_URL": db_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "FILES_BUCKET": bucket,
+        "FILES_ENDPOINT_URL": s3_endpoint,
+        "FILES_SCRATCH": str(tmp_path),
+        "PGFERRY_FILES_COUNTY_URL": folder.as_uri(),
+    }
+    client.create_bucket(Bucket=bucket)
+    with connect(db_url) as conn:
+        conn.execute(TARGET)
+        conn.execute(
+            "SELECT files.define_source('county', 'app.property', p_pattern => '*.csv*',"
+            " p_header => %s)",
+            [HEADER],
+        )
+    yield Site(db_url, env, folder, client, bucket)
+
+
+CRASH_POINTS = [
+    "files_after_downloaded",
+    "files_after_unpacked",
+    "files_after_validated",
+    "files_after_stored",
+    "files_after_loaded",  # inside the load's transaction: nothing of it commits
+    "files_after_merged",  # the same, a step later
+    "files_after_merge_commit",
+]
+
+
+@pytest.mark.parametrize("crash_at", CRASH_POINTS)
+def test_a_worker_killed_after_any_step_loses_and_doubles_nothing(
+    site: Site, crash_at: str
+) -> None:
+    table = rows(1, 400)
+    (site.folder / "a.csv.gz").write_bytes(gzip.compress(csv_bytes(table)))
+
+    crashed = run_harness({**site.env, "PGFERRY_FAILPOINTS": f"{crash_at}=1"}, "files", "run")
+    assert crashed.returncode == -9, crashed.stderr
+    site.expire_leases()
+    finished = run_harness(site.env, "files", "run")
+
+    assert finished.returncode == 0, finished.stderr
+    assert site.target() == [tuple(row) for row in table]
+    with connect(site.url) as conn:
+        state = conn.execute("SELECT state, raw_key, sha256 FROM files.file").fetchall()
+        merges = conn.execute(
+            "SELECT count(*) FROM etl.journal WHERE pipeline = 'files' AND step = 'merged'"
+        ).fetchone()[0]
+        assert conn.execute("SELECT * FROM etl.verify_journal()").fetchall() == []
+    [(status, key, sha256)] = state
+    assert (status, merges) == ("imported", 1)
+    stored = site.client.get_object(Bucket=site.bucket, Key=key)["Body"].read()
+    assert stored == (site.folder / "a.csv.gz").read_bytes()
+    assert hashlib.sha256(stored).hexdigest() == sha256
+
+
+def test_two_workers_import_every_file_once(site: Site) -> None:
+    tables = {f"f{n:02d}.csv": rows(n * 100, 50) for n in range(1, 13)}
+    for name, table in tables.items():
+        (site.folder / name).write_bytes(csv_bytes(table))
+    assert run_harness(site.env, "files", "run", "--once").returncode == 0  # lists, claims 10
+
+    workers = [
+        subprocess.Popen(
+            [*harness_command(), "files", "run"],
+            env={**run_env(site.env), "FILES_BATCH": "1", "PGFERRY_WORKER_ID": f"w{n}"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(2)
+    ]
+    results = [worker.communicate(timeout=120) for worker in workers]
+
+    assert [worker.returncode for worker in workers] == [0, 0], results
+    expected = sorted(
+        (tuple(row) for table in tables.values() for row in table), key=lambda r: int(r[0])
+    )
+    assert site.target() == expected
+    with connect(site.url) as conn:
+        assert conn.execute(
+            "SELECT count(*), count(DISTINCT item_id) FROM etl.journal"
+            " WHERE pipeline = 'files' AND step = 'merged'"
+        ).fetchone() == (12, 12)
+        assert conn.execute("SELECT DISTINCT state FROM files.file").fetchall() == [("imported",)]
+
+
+def run_env(env: dict[str, str]) -> dict[str, str]:
+    """The environment of a harness subprocess, as tests.cli.support.run builds it."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(OWN_PREFIXES)}, **env}
+
+
+def test_a_dead_file_exits_1_and_is_listed_and_requeued(site: Site) -> None:
+    (site.folder / "bad.csv.gz").write_bytes(gzip.compress(csv_bytes(rows(1, 100)))[:-10])
+
+    ran = run_harness(site.env, "files", "run")
+    dead = run_harness(site.env, "files", "dead")
+    status = run_harness(site.env, "files", "status")
+    requeued = run_harness(site.env, "files", "requeue")
+
+    assert ran.returncode == 1 and "1 dead" in ran.stdout
+    assert "bad.csv.gz" in dead.stdout and "corrupt" in dead.stdout
+    assert status.returncode == 1
+    assert requeued.returncode == 0 and "requeued 1 file(s)" in requeued.stdout
+
+
+def test_a_source_without_its_url_is_a_configuration_fault(site: Site) -> None:
+    env = {k: v for k, v in site.env.items() if k != "PGFERRY_FILES_COUNTY_URL"}
+    ran = run_harness(env, "files", "run")
+    assert ran.returncode == 2
+    assert "PGFERRY_FILES_COUNTY_URL is not set" in ran.stderr
+    assert "Traceback" not in ran.stderr
