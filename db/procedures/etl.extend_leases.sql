@@ -52,10 +52,25 @@ BEGIN
               FROM tps.staged_permit AS s
              WHERE s.state = 'claimed' AND s.lease_token = ANY (p_tokens)
              GROUP BY s.lease_token;
+    ELSIF p_pipeline = 'files' THEN
+        UPDATE files.file AS f
+           SET lease_expires_at = now() + p_lease
+         WHERE f.file_id IN (
+                   SELECT h.file_id FROM files.file AS h
+                    WHERE h.state = 'claimed' AND h.lease_token = ANY (p_tokens)
+                      AND h.lease_expires_at > now()
+                    ORDER BY h.file_id
+                      FOR UPDATE SKIP LOCKED);
+        RETURN QUERY
+            SELECT f.lease_token, count(*) FILTER (WHERE f.lease_expires_at > now()),
+                   min(f.lease_expires_at) - now()
+              FROM files.file AS f
+             WHERE f.state = 'claimed' AND f.lease_token = ANY (p_tokens)
+             GROUP BY f.lease_token;
     ELSE
         RAISE EXCEPTION 'etl.extend_leases: no leases for pipeline %', p_pipeline
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Leases exist for the pipelines permits and shipments.';
+                  HINT = 'Leases exist for the pipelines permits, shipments and files.';
     END IF;
 END
 $function$;

@@ -5,8 +5,12 @@
 --   'duplicate' the same content of the same source was imported meanwhile (by another file
 --               that a concurrent worker merged first): the file is marked a duplicate of it
 --               here, and the caller commits without merging;
+--   'superseded' a newer version of the same path was listed: this one is not merged (it would
+--               put older data over newer), and is marked superseded here; the caller commits;
 --   'fenced'    the file no longer carries the token: the caller rolls back.
--- A transaction-level advisory lock: with PgBouncer in transaction mode it still holds.
+-- The file's row stays locked until the transaction ends, so no claim can take the file over
+-- while it is being merged (files.claim_files skips locked rows). Transaction-level locks only:
+-- with PgBouncer in transaction mode they still hold.
 CREATE OR REPLACE FUNCTION files.begin_load(p_file_id bigint, p_lease_token bigint)
 RETURNS text
 LANGUAGE plpgsql
@@ -22,7 +26,24 @@ BEGIN
     THEN
         RETURN 'fenced';
     END IF;
+    -- the content first (it may wait for another worker's whole merge), then the row, and the
+    -- token checked again: the lease may have gone to another worker meanwhile
     PERFORM pg_advisory_xact_lock(hashtextextended(v_file.source || '/' || v_file.sha256, 0));
+    SELECT * INTO v_file FROM files.file WHERE file_id = p_file_id FOR UPDATE;
+    IF v_file.state <> 'claimed' OR v_file.lease_token IS DISTINCT FROM p_lease_token THEN
+        RETURN 'fenced';
+    END IF;
+    IF EXISTS (SELECT FROM files.file AS n
+                WHERE n.source = v_file.source AND n.path = v_file.path
+                  AND n.modified_at > v_file.modified_at) THEN
+        UPDATE files.file
+           SET state = 'superseded', lease_worker = NULL, lease_token = NULL,
+               lease_expires_at = NULL
+         WHERE file_id = p_file_id;
+        INSERT INTO etl.journal (pipeline, item_id, step, detail)
+        VALUES ('files', p_file_id, 'superseded', jsonb_build_object('reason', 'a newer version'));
+        RETURN 'superseded';
+    END IF;
     SELECT o.file_id INTO v_twin
       FROM files.file AS o
      WHERE o.source = v_file.source AND o.sha256 = v_file.sha256 AND o.state = 'imported'

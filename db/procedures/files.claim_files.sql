@@ -4,7 +4,10 @@
 -- whose lease expired (their worker died), oldest first; FOR UPDATE SKIP LOCKED, so concurrent
 -- workers never get the same file. A taken-over lease makes the old worker's results worthless:
 -- files.record_step and files.record_failure write only under the token the file carries.
--- While the pipeline is paused (etl.pipeline.paused_at) nothing is claimed.
+-- A file whose lease expired as often as its source's max_attempts (the worker died on it each
+-- time, or each took longer than its lease) is not claimed again: it is a dead letter, alerted,
+-- so that one file cannot crash workers forever. While the pipeline is paused
+-- (etl.pipeline.paused_at) nothing is claimed.
 CREATE OR REPLACE FUNCTION files.claim_files(p_worker text, p_limit integer, p_lease interval,
                                              p_lease_token bigint)
 RETURNS TABLE (file_id bigint, source text, path text, size bigint, modified_at timestamptz,
@@ -14,6 +17,8 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $function$
 #variable_conflict use_column
+DECLARE
+    v_spent record;
 BEGIN
     IF p_worker IS NULL OR p_limit IS NULL OR p_limit < 1 OR p_lease IS NULL
        OR p_lease <= interval '0' OR p_lease_token IS NULL THEN
@@ -24,6 +29,31 @@ BEGIN
     IF EXISTS (SELECT FROM etl.pipeline WHERE name = 'files' AND paused_at IS NOT NULL) THEN
         RETURN;
     END IF;
+    FOR v_spent IN
+        UPDATE files.file AS f
+           SET state = 'dead', error_class = 'lease_expired',
+               error = format('its lease expired %s times: a worker died on it, or took longer'
+                              ' than its lease, each time', f.attempts),
+               lease_worker = NULL, lease_token = NULL, lease_expires_at = NULL
+          FROM files.source AS s
+         WHERE s.name = f.source AND f.attempts >= s.max_attempts
+           AND f.file_id IN (SELECT h.file_id FROM files.file AS h
+                              WHERE h.state = 'claimed' AND h.lease_expires_at < now()
+                                FOR UPDATE SKIP LOCKED)
+        RETURNING f.file_id, f.source, f.path, f.error, f.step
+    LOOP
+        INSERT INTO etl.journal (pipeline, item_id, step, detail)
+        VALUES ('files', v_spent.file_id, 'dead',
+                jsonb_build_object('error_class', 'lease_expired', 'message', v_spent.error));
+        PERFORM etl.queue_alert(
+            'files_dead',
+            format('pgferry: file %s of source %s is a dead letter', v_spent.path,
+                   v_spent.source),
+            format('%s (last step done: %s). Raise FILES_LEASE_SECONDS if files take that long,'
+                   ' then: harness files requeue %s', v_spent.error,
+                   coalesce(v_spent.step, 'none'), v_spent.file_id),
+            'files');
+    END LOOP;
     RETURN QUERY
     WITH candidate AS (
         SELECT f.file_id

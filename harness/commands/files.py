@@ -63,6 +63,7 @@ def run(
     from harness.config import FilesSettings, load
     from harness.files.importer import Importer, RawStore, discover, load_sources
     from harness.files.sources import SourceUnavailable
+    from harness.runtime.leases import LeaseKeeper
     from harness.s3 import make_client
 
     settings = load(FilesSettings)
@@ -70,8 +71,9 @@ def run(
     worker = os.environ.get("PGFERRY_WORKER_ID") or f"{socket.gethostname()}:{os.getpid()}"
     outcomes: Counter[str] = Counter()
     unreachable = []
+    url = require_database()
     with (
-        psycopg.connect(require_database(), autocommit=True) as connection,
+        psycopg.connect(url, autocommit=True) as connection,
         tempfile.TemporaryDirectory(prefix="pgferry-files-", dir=settings.scratch) as scratch,
     ):
         sources = load_sources(connection)
@@ -87,14 +89,23 @@ def run(
             except SourceUnavailable as failed:
                 console.print(f"{escape(name)}: not listed: {escape(str(failed))}", highlight=False)
                 unreachable.append(name)
-        importer = Importer(
-            connection, raw, Path(scratch), worker, timedelta(seconds=settings.lease_seconds)
+        keeper = LeaseKeeper(
+            lambda: psycopg.connect(url, autocommit=True), "files", settings.lease_seconds
         )
-        while round_outcomes := importer.run_once(settings.batch):
-            outcomes += round_outcomes
-            console.print(_counts(round_outcomes), highlight=False)
-            if once:
-                break
+        with keeper:  # a heartbeat keeps the lease of a file that takes long
+            importer = Importer(
+                connection,
+                raw,
+                Path(scratch),
+                worker,
+                timedelta(seconds=settings.lease_seconds),
+                keeper,
+            )
+            while round_outcomes := importer.run_once(settings.batch):
+                outcomes += round_outcomes
+                console.print(_counts(round_outcomes), highlight=False)
+                if once:
+                    break
     if as_json:
         typer.echo(json.dumps({"outcomes": dict(outcomes), "unreachable": unreachable}))
     else:

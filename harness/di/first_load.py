@@ -1,5 +1,6 @@
 """A first load: a window COPY'd straight into its STG table while that table is empty, instead
-of into a temporary table and then merged. Into an empty table the merge has nothing to
+of into a temporary table and then merged (the file importer's first file into an empty target
+table too, harness.files.importer). Into an empty table the merge has nothing to
 compare, update or mark deleted: every row is an insert, so the temporary table, its index and
 the INSERT ... SELECT are work the result does not need (a million-row first load is about
 half of its time).
@@ -28,8 +29,6 @@ from contextlib import contextmanager
 
 import psycopg
 from psycopg import sql
-
-from harness.di.metadata import DiProcess
 
 STAMPS = ("inserted_at", "updated_at")
 
@@ -74,13 +73,14 @@ class NotEmpty(Exception):
 
 def may_load_straight(
     connection: psycopg.Connection,
-    process: DiProcess,
     table: sql.Composable,
     oid: int,
     keys: list[str],
+    soft_deletes: bool = False,
 ) -> bool:
-    """Whether a first load of ``process`` may COPY straight into its STG table."""
-    if process.deleted_column:
+    """Whether rows may be COPY'd straight into ``table`` instead of merged: not when the
+    source carries soft deletes (``soft_deletes``), see the module's docstring for the rest."""
+    if soft_deletes:
         return False
     unique = connection.execute(KEY_IS_UNIQUE_SQL, {"table": oid, "keys": keys}).fetchone()[0]
     plain = connection.execute(PLAIN_TABLE_SQL, [oid]).fetchone()[0]

@@ -145,7 +145,8 @@ def copy_window_in(
                 write(block)
 
     attempts: list[Attempt] = [_copy_typed, _copy_text]
-    if may_load_straight(connection, process, target.name, target.oid, target.keys):
+    soft_deletes = bool(process.deleted_column)
+    if may_load_straight(connection, target.name, target.oid, target.keys, soft_deletes):
         attempts.insert(0, _copy_straight)
     # the source is read once: an attempt refused before it read anything leaves it to the next
     fitted = next(

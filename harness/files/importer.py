@@ -16,6 +16,7 @@ key and field and the other rows land."""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import logging
@@ -33,9 +34,12 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from harness.config import first_line, scrub
+from harness.di.first_load import NotEmpty, may_load_straight, stamped_by_default
+from harness.di.load import PRIMARY_KEY_SQL
 from harness.files.archive import CsvExpectation, FileRefused, Limits, members, validate
 from harness.files.sources import RemoteFile, SourceConfigError, SourceUnavailable, open_source
 from harness.runtime.failpoints import reach
+from harness.runtime.leases import LeaseKeeper
 from harness.s3 import SHA256_METADATA, held
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,10 @@ class FilesConfigError(ValueError):
 
 class _Fenced(Exception):
     """The file's lease went to another worker while it was being merged."""
+
+
+class LoadMismatch(RuntimeError):
+    """COPY took another number of rows than the validation counted."""
 
 
 class StorageFailed(RuntimeError):
@@ -114,6 +122,12 @@ class RawStore:
     bucket: str
 
 
+# the rows the last validation of the file counted
+VALIDATED_ROWS_SQL = """
+SELECT (detail ->> 'rows')::bigint FROM etl.journal
+ WHERE pipeline = 'files' AND item_id = %s AND step = 'validated'
+ ORDER BY journal_id DESC LIMIT 1
+"""
 SOURCES_SQL = """
 SELECT name, target_table, pattern, key_columns, header, delimiter, encoding, min_bytes,
        max_unpacked_bytes, max_entries, max_ratio, raw_prefix
@@ -154,32 +168,43 @@ class Importer:
         scratch: Path,
         worker: str,
         lease: timedelta = timedelta(minutes=10),
+        leases: LeaseKeeper | None = None,
     ) -> None:
         self.connection = connection
         self.raw = raw
         self.scratch = scratch
         self.worker = worker
         self.lease = lease
+        self.leases = leases  # the heartbeat that keeps a long file's lease (None: no beat)
         self.sources = load_sources(connection)
 
     def run_once(self, limit: int = 10) -> Counter[str]:
-        """One claim of up to ``limit`` files, each taken as far as it goes; the outcomes
-        counted (imported, duplicate, retry, dead, fenced)."""
-        token = self.connection.execute("SELECT etl.next_lease_token()").fetchone()[0]
-        claimed = [
-            Claimed(*row)
-            for row in self.connection.execute(
-                "SELECT * FROM files.claim_files(%s, %s, %s, %s)",
-                [self.worker, limit, self.lease, token],
-            ).fetchall()
-        ]
-        return Counter(self.import_file(file, token) for file in claimed)
+        """Up to ``limit`` files, each claimed under a fencing token of its own (a file done
+        releases its lease, the others keep theirs) and taken as far as it goes; the outcomes
+        counted (imported, duplicate, superseded, retry, dead, fenced)."""
+        outcomes: Counter[str] = Counter()
+        for _ in range(limit):
+            token = self.connection.execute("SELECT etl.next_lease_token()").fetchone()[0]
+            claimed_at = self.leases.now() if self.leases else 0.0
+            row = self.connection.execute(
+                "SELECT * FROM files.claim_files(%s, 1, %s, %s)", [self.worker, self.lease, token]
+            ).fetchone()
+            if row is None:
+                break
+            if self.leases:
+                self.leases.track(token, claimed_at, 1)
+            try:
+                outcomes[self.import_file(Claimed(*row), token)] += 1
+            finally:
+                if self.leases:
+                    self.leases.release(token)
+        return outcomes
 
     def import_file(self, file: Claimed, token: int) -> str:
-        source = self.sources[file.source]
         local = self.scratch / f"{file.file_id}-{PurePosixPath(file.path).name}"
         step = "downloaded"
         try:
+            source = self._source(file.source)
             if not file.done("stored") and (file.step is None or not local.exists()):
                 detail = self._download(source, file, local)
                 answer = self._record(file, token, "downloaded", detail)
@@ -200,17 +225,33 @@ class Importer:
             return self._load_and_merge(file, token, source, local)
         except FileRefused as refused:
             return self._fail(file, token, step, refused.error_class, str(refused), False)
-        except (FilesConfigError, SourceConfigError) as unset:  # waits for its configuration
-            return self._fail(file, token, step, "config", str(unset), True)
+        except (FilesConfigError, SourceConfigError, LookupError) as unset:  # waits for a fix
+            return self._fail(file, token, step, "config", first_line(unset), True)
         except SourceUnavailable as failed:
             retry = failed.error_class == "network"
             return self._fail(file, token, step, failed.error_class, str(failed), retry)
         except (Boto3Error, BotoCoreError, ClientError, StorageFailed) as failed:
             return self._fail(file, token, step, "storage", first_line(failed), True)
-        except (psycopg.DataError, psycopg.ProgrammingError, UnicodeDecodeError) as failed:
-            return self._fail(file, token, step, "import", first_line(failed), False)
+        except (psycopg.Error, LoadMismatch, UnicodeDecodeError) as failed:
+            if self.connection.broken:
+                raise  # nothing can be recorded: the lease lapses, another worker goes on
+            # a lock or statement timeout, a deadlock: try again; anything else is the file's
+            retry = isinstance(failed, psycopg.OperationalError)
+            return self._fail(
+                file, token, step, "database" if retry else "import", first_line(failed), retry
+            )
+        except OSError as failed:  # the local copy: a full disk, a scratch folder gone
+            return self._fail(file, token, step, "local", first_line(failed), True)
         finally:
             local.unlink(missing_ok=True)
+
+    def _source(self, name: str) -> FileSource:
+        """The source's settings, read again when a source is new to this worker."""
+        if name not in self.sources:
+            self.sources = load_sources(self.connection)
+        if name not in self.sources:
+            raise FilesConfigError(f"file source {name!r} is not declared any more")
+        return self.sources[name]
 
     def _download(self, source: FileSource, file: Claimed, local: Path) -> dict[str, Any]:
         remote = RemoteFile(file.path, file.size, file.modified_at)
@@ -232,6 +273,8 @@ class Importer:
 
     def _store(self, file: Claimed, source: FileSource, local: Path) -> dict[str, Any]:
         """The raw file under a key of its content: storing it again writes the same object."""
+        if _sha256(local) != file.sha256:  # the local copy is not what was downloaded
+            raise StorageFailed(f"the local copy of {file.path} changed since it was downloaded")
         key = f"{source.raw_prefix}{source.name}/{file.sha256}/{PurePosixPath(file.path).name}"
         self.raw.client.upload_file(
             str(local),
@@ -244,8 +287,9 @@ class Importer:
         return {"raw_key": key, "bytes": local.stat().st_size, "sha256": file.sha256}
 
     def _load_and_merge(self, file: Claimed, token: int, source: FileSource, local: Path) -> str:
-        if not local.exists():
+        if not local.exists() or _sha256(local) != file.sha256:
             self._fetch_raw(file, local)
+        validated = self.connection.execute(VALIDATED_ROWS_SQL, [file.file_id]).fetchone()
         try:
             with self.connection.transaction():
                 answer = self.connection.execute(
@@ -253,19 +297,12 @@ class Importer:
                 ).fetchone()[0]
                 if answer != "load":
                     return answer
-                rows = _copy_members(self.connection, source, local)
-                inserted, updated, unchanged, _, failed = self.connection.execute(
-                    "SELECT * FROM etl.merge_table(%s::regclass, %s::regclass, %s)",
-                    ["pg_temp.pgferry_file_rows", source.target_table, source.keys or None],
-                ).fetchone()
-                self.connection.execute(sql.SQL("DROP TABLE {}").format(STAGING))
-                merged = {
-                    "rows": inserted + updated + unchanged,
-                    "inserted": inserted,
-                    "updated": updated,
-                    "unchanged": unchanged,
-                    "failed": failed,
-                }
+                rows, merged = self._load(source, local)
+                if validated and validated[0] is not None and rows != validated[0]:
+                    raise LoadMismatch(
+                        f"{file.path}: {rows} rows loaded, {validated[0]} validated; nothing"
+                        " was merged"
+                    )
                 for step, detail in (("loaded", {"rows": rows}), ("merged", merged)):
                     if self._record(file, token, step, detail) != "recorded":
                         raise _Fenced  # another worker has the file: none of this commits
@@ -273,6 +310,44 @@ class Importer:
             return "fenced"
         reach("files_after_merge_commit")
         return "imported"
+
+    def _load(self, source: FileSource, local: Path) -> tuple[int, dict[str, Any]]:
+        """The file's rows into the target (in the caller's transaction): straight by COPY
+        when the target is empty (harness.di.first_load), else through a temporary table and
+        etl.merge_table; the rows copied, and the merge's counts."""
+        target = _target(self.connection, source)
+        if may_load_straight(self.connection, target.name, target.oid, target.keys):
+            try:
+                with (
+                    self.connection.transaction(),  # a savepoint: a refusal undoes it all
+                    stamped_by_default(self.connection, target.name, target.oid),
+                ):
+                    rows = _copy_members(self.connection, source, local, target.name)
+                return rows, {
+                    "rows": rows,
+                    "inserted": rows,
+                    "updated": 0,
+                    "unchanged": 0,
+                    "failed": 0,
+                    "straight": True,
+                }
+            except (psycopg.Error, NotEmpty) as refused:
+                if self.connection.broken:
+                    raise
+                log.info("file not loaded straight; merged", extra={"reason": first_line(refused)})
+        rows = _copy_members(self.connection, source, local)
+        inserted, updated, unchanged, _, failed = self.connection.execute(
+            "SELECT * FROM etl.merge_table(%s::regclass, %s::regclass, %s)",
+            ["pg_temp.pgferry_file_rows", target.oid, target.keys],
+        ).fetchone()
+        self.connection.execute(sql.SQL("DROP TABLE {}").format(STAGING))
+        return rows, {
+            "rows": inserted + updated + unchanged,
+            "inserted": inserted,
+            "updated": updated,
+            "unchanged": unchanged,
+            "failed": failed,
+        }
 
     def _fetch_raw(self, file: Claimed, local: Path) -> None:
         """The stored raw object back, for a file whose local copy is gone."""
@@ -321,29 +396,74 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _copy_members(connection: psycopg.Connection, source: FileSource, local: Path) -> int:
-    """Every data member's CSV into pg_temp.pgferry_file_rows (text columns named by the first
-    member's header: etl.merge_table casts them to the target's types); rows copied."""
+@dataclass(frozen=True)
+class _Target:
+    oid: int
+    name: sql.Composable
+    keys: list[str]
+
+
+def _target(connection: psycopg.Connection, source: FileSource) -> _Target:
+    oid = connection.execute("SELECT to_regclass(%s)::oid", [source.target_table]).fetchone()[0]
+    if oid is None:
+        raise psycopg.errors.UndefinedTable(
+            f"file source {source.name}: no target table {source.target_table!r}"
+        )
+    keys = source.keys or connection.execute(PRIMARY_KEY_SQL, [oid]).fetchone()[0] or []
+    name = connection.execute("SELECT %s::oid::regclass::text", [oid]).fetchone()[0]
+    return _Target(oid, sql.SQL(name), list(keys))
+
+
+# Python's codec names -> PostgreSQL's, for the encodings a file source may declare
+SERVER_ENCODINGS = {
+    "utf-8": "UTF8",
+    "ascii": "UTF8",
+    "iso8859-1": "LATIN1",
+    "iso8859-15": "LATIN9",
+    "cp1252": "WIN1252",
+    "cp1250": "WIN1250",
+    "iso8859-2": "LATIN2",
+}
+
+
+def _server_encoding(encoding: str) -> str:
+    name = codecs.lookup(encoding).name
+    if name not in SERVER_ENCODINGS:
+        raise FilesConfigError(
+            f"file encoding {encoding!r} is not one the importer can COPY;"
+            f" use one of {', '.join(sorted(SERVER_ENCODINGS))}"
+        )
+    return SERVER_ENCODINGS[name]
+
+
+def _copy_members(
+    connection: psycopg.Connection,
+    source: FileSource,
+    local: Path,
+    table: sql.Composable | None = None,
+) -> int:
+    """Every data member's CSV into ``table`` by the names of its header, or into
+    pg_temp.pgferry_file_rows (text columns named by the first member's header: etl.merge_table
+    casts them to the target's types); the rows copied."""
     rows = 0
-    created = False
     for member in members(local, source.limits):
         first = member.stream.readline(1 << 20).decode(source.encoding).lstrip("\ufeff")
-        header = next(csv.reader([first], delimiter=source.delimiter))
-        columns = [name.strip() for name in header]
-        if not created:
+        columns = [name.strip() for name in next(csv.reader([first], delimiter=source.delimiter))]
+        if table is None:
+            table = STAGING
+            text_columns = (sql.SQL("{} text").format(sql.Identifier(c)) for c in columns)
             connection.execute(
                 sql.SQL("CREATE TEMPORARY TABLE {} ({})").format(
-                    STAGING,
-                    sql.SQL(", ").join(
-                        sql.SQL("{} text").format(sql.Identifier(c)) for c in columns
-                    ),
+                    STAGING, sql.SQL(", ").join(text_columns)
                 )
             )
-            created = True
-        copy = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, DELIMITER {})").format(
-            STAGING,
+        copy = sql.SQL(
+            "COPY {} ({}) FROM STDIN WITH (FORMAT csv, DELIMITER {}, ENCODING {})"
+        ).format(
+            table,
             sql.SQL(", ").join(sql.Identifier(c) for c in columns),
             sql.Literal(source.delimiter),
+            sql.Literal(_server_encoding(source.encoding)),
         )
         with connection.cursor() as cursor:
             with cursor.copy(copy) as stream:

@@ -101,6 +101,12 @@ class SourceFileMissing(SourceUnavailable):
     error_class = "missing"
 
 
+class SourceFileChanged(SourceUnavailable):
+    """The file is not the one listed any more (more bytes came than listed)."""
+
+    error_class = "changed"
+
+
 @runtime_checkable
 class Source(Protocol):
     def list(self, pattern: str = "*") -> list[RemoteFile]:
@@ -174,6 +180,12 @@ class _BaseSource:
                 self._guard(lambda: self._download(path, counter), f"fetching {path}")
                 out.flush()
                 os.fsync(out.fileno())
+            if counter.written > file.size:
+                raise SourceFileChanged(
+                    f"{self.label}: fetching {path}: {counter.written} bytes came, the listing said"
+                    f" {file.size}: the file changed since it was listed; its new version is"
+                    " listed as a file of its own"
+                )
             if counter.written != file.size:
                 raise SourceUnavailable(
                     f"{self.label}: fetching {path}: the transfer ended after {counter.written}"

@@ -8,6 +8,7 @@ import csv
 import gzip
 import hashlib
 import io
+import os
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from harness.files.importer import Importer, RawStore, discover, load_sources
+from harness.files.importer import Claimed, Importer, RawStore, discover, load_sources
 from harness.s3 import make_client
 from tests.support.pg import connect
 
@@ -167,23 +168,28 @@ def test_the_same_content_offered_twice_is_imported_once(setup: Setup) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "content", "error_class"),
+    ("name", "content", "error_class", "last_step"),
     [
-        ("truncated.csv.gz", gzip.compress(csv_bytes(rows(1, 500)))[:-20], "corrupt"),
-        ("empty.csv", b"", "empty"),
-        ("wrong.csv", csv_bytes(rows(1, 5), header=["id", "street", "value"]), "format"),
-        ("picture.csv", b"\x89PNG\r\n\x1a\n" + bytes(200), "format"),
+        ("truncated.csv.gz", gzip.compress(csv_bytes(rows(1, 500)))[:-20], "corrupt", "downloaded"),
+        ("empty.csv", b"", "empty", "downloaded"),
+        (
+            "wrong.csv",
+            csv_bytes(rows(1, 5), header=["id", "street", "value"]),
+            "format",
+            "unpacked",
+        ),
+        ("picture.csv", b"\x89PNG\r\n\x1a\n" + bytes(200), "format", "unpacked"),
     ],
 )
 def test_a_bad_file_is_a_dead_letter_with_its_class_and_the_good_ones_land(
-    setup: Setup, name: str, content: bytes, error_class: str
+    setup: Setup, name: str, content: bytes, error_class: str, last_step: str
 ) -> None:
     (setup.folder / name).write_bytes(content)
     (setup.folder / "good.csv").write_bytes(csv_bytes(rows(1000, 10)))
 
     assert setup.discover_and_import() == {"dead": 1, "imported": 1}
 
-    assert setup.files()[name][:3] == ("dead", setup.files()[name][1], error_class)
+    assert setup.files()[name][:3] == ("dead", last_step, error_class)
     assert setup.target() == [tuple(row) for row in rows(1000, 10)]
     listed = setup.raw.client.list_objects_v2(Bucket=setup.raw.bucket).get("Contents", [])
     assert [obj["Key"].rsplit("/", 1)[-1] for obj in listed] == ["good.csv"]  # nothing bad kept
@@ -235,3 +241,47 @@ def test_a_store_outage_is_retried_and_the_retry_checks_its_new_copy_again(
         *("downloaded", "unpacked", "validated", "failed"),
         *("downloaded", "unpacked", "validated", "stored", "loaded", "merged"),
     ]
+
+
+def test_an_older_version_waiting_for_a_retry_never_lands_over_a_newer_one(setup: Setup) -> None:
+    path = setup.folder / "a.csv"
+    path.write_bytes(csv_bytes([["1", "old address", "1.00"]]))
+    real_bucket = setup.raw.bucket
+    setup.raw = RawStore(setup.raw.client, "no-such-bucket")
+    assert setup.discover_and_import() == {"retry": 1}  # v1 waits for its retry
+    setup.raw = RawStore(setup.raw.client, real_bucket)
+    path.write_bytes(csv_bytes([["1", "new address, a longer one", "2.00"]]))
+    os.utime(path, (path.stat().st_atime, path.stat().st_mtime + 60))
+
+    assert setup.discover_and_import() == {"imported": 1}  # v2; v1 superseded when listed
+    with connect(setup.url) as conn:
+        conn.execute("UPDATE files.file SET next_attempt_at = now()")
+    assert setup.discover_and_import() == {}
+
+    assert setup.target() == [("1", "new address, a longer one", "2.00")]
+    with connect(setup.url) as conn:
+        states = conn.execute("SELECT state FROM files.file ORDER BY modified_at").fetchall()
+    assert states == [("superseded",), ("imported",)]
+
+
+def test_a_version_overtaken_while_in_flight_is_not_merged(setup: Setup) -> None:
+    """v1 is claimed and stored; v2 of the same path is listed and imported meanwhile; when v1
+    comes to its merge it is superseded, not merged over v2."""
+    path = setup.folder / "a.csv"
+    path.write_bytes(csv_bytes([["1", "old address", "1.00"]]))
+    with connect(setup.url) as conn:
+        discover(conn, load_sources(conn)["county"])
+        importer = setup.importer(conn)
+        token = conn.execute("SELECT etl.next_lease_token()").fetchone()[0]
+        [row] = conn.execute(
+            "SELECT * FROM files.claim_files('slow', 1, '1 hour', %s)", [token]
+        ).fetchall()
+        v1 = Claimed(*row)
+        path.write_bytes(csv_bytes([["1", "new address, a longer one", "2.00"]]))
+        os.utime(path, (path.stat().st_atime, path.stat().st_mtime + 60))
+        assert setup.discover_and_import() == {"imported": 1}  # v2, by another worker
+        path.write_bytes(csv_bytes([["1", "old address", "1.00"]]))  # v1's bytes for its fetch
+
+        assert importer.import_file(v1, token) == "superseded"
+
+    assert setup.target() == [("1", "new address, a longer one", "2.00")]

@@ -20,7 +20,7 @@ from tests.support.permits import StagedPermit, load_run, numbered, object_keys
 from tests.support.pg import connect
 from tests.support.shipments import API_KEY, assert_detrack_matches_erp, insert_shipments, shipment
 
-OUR_SCHEMAS = ["etl", "tps", "permit", "erp", "delivery"]
+OUR_SCHEMAS = ["etl", "tps", "permit", "erp", "delivery", "files"]
 
 # The loader's documented API, and nothing else.
 LOADER_ROUTINES = {
@@ -54,6 +54,12 @@ WORKER_ROUTINES = LOADER_ROUTINES | {
     "etl.merge_catalog_key(regclass,regclass)",
     "etl.merge_find_bad_field(bigint,text[],text[])",
     "etl.find_overlong_field(regclass,jsonb)",
+    "files.record_listing(text,jsonb)",
+    "files.claim_files(text,integer,interval,bigint)",
+    "files.record_step(bigint,bigint,text,jsonb)",
+    "files.begin_load(bigint,bigint)",
+    "files.record_failure(bigint,bigint,text,text,text,boolean)",
+    "files.requeue_dead(bigint[],text)",
     "permit.claim_batch(text,integer,interval,bigint,integer)",
     "permit.move_batch(jsonb,interval)",
     "permit.record_failures(jsonb,integer,interval,interval,interval)",
