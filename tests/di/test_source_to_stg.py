@@ -367,7 +367,9 @@ def test_a_first_load_goes_straight_into_the_empty_stg_table_and_keeps_its_defau
     assert xmins(hub, "users") == before
 
 
-def test_a_full_reload_of_only_new_keys_still_marks_the_earlier_rows_deleted(hub: Hub) -> None:
+def loaded_then_replaced(hub: Hub) -> None:
+    """Users 1-10 loaded into STG by a full-reload process, then replaced in the source by
+    users 11-20: the next run's rows are all new keys."""
     with hub.source() as source:
         add_users(source, 1, 10)
     hub.define("users")
@@ -375,6 +377,10 @@ def test_a_full_reload_of_only_new_keys_still_marks_the_earlier_rows_deleted(hub
     with hub.source() as source:
         source.execute("DELETE FROM app.users")
         add_users(source, 11, 10)
+
+
+def test_a_full_reload_of_only_new_keys_still_marks_the_earlier_rows_deleted(hub: Hub) -> None:
+    loaded_then_replaced(hub)
     steps = Steps()
 
     reloaded = hub.run("users", steps)  # every key is new: a COPY would not be refused
@@ -465,13 +471,7 @@ def test_rows_that_arrive_after_the_check_are_seen_under_the_lock(
 ) -> None:
     """The STG table is checked empty again once the ALTER holds its lock: rows that came in
     between (here: the check before it made to answer yes) send the load to the merge."""
-    with hub.source() as source:
-        add_users(source, 1, 10)
-    hub.define("users")
-    hub.run("users")
-    with hub.source() as source:
-        source.execute("DELETE FROM app.users")
-        add_users(source, 11, 10)
+    loaded_then_replaced(hub)
     monkeypatch.setattr("harness.di.load.may_load_straight", lambda *_: True)
     steps = Steps()
 
