@@ -285,3 +285,32 @@ def test_a_version_overtaken_while_in_flight_is_not_merged(setup: Setup) -> None
         assert importer.import_file(v1, token) == "superseded"
 
     assert setup.target() == [("1", "new address, a longer one", "2.00")]
+
+
+def test_a_load_that_takes_fewer_rows_than_were_validated_is_refused(setup: Setup) -> None:
+    """Before PostgreSQL 18 a CSV line `\\.` ends COPY's data early: the validation counted 5
+    rows, the COPY takes 2, and nothing is merged. From 18 on the line is data: 5 rows land."""
+    with connect(setup.url) as conn:
+        version = conn.info.server_version
+        conn.execute(
+            "CREATE TABLE app.code (code text PRIMARY KEY, inserted_at timestamptz NOT NULL,"
+            " updated_at timestamptz NOT NULL, deleted_at timestamptz);"
+            " INSERT INTO app.code VALUES ('z', now(), now(), NULL)"  # not empty: merged
+        )
+        conn.execute(
+            "SELECT files.define_source('county', 'app.code', p_pattern => '*.csv',"
+            " p_header => ARRAY['code'])"
+        )
+    (setup.folder / "codes.csv").write_bytes(b"code\na\nb\n\\.\nc\nd\n")
+
+    outcomes = setup.discover_and_import()
+
+    with connect(setup.url) as conn:
+        codes = [c for (c,) in conn.execute("SELECT code FROM app.code ORDER BY code")]
+    if version >= 180000:
+        assert outcomes == {"imported": 1}
+        assert codes == ["\\.", "a", "b", "c", "d", "z"]
+    else:
+        assert outcomes == {"dead": 1}
+        assert setup.files()["codes.csv"][:3] == ("dead", "stored", "import")
+        assert codes == ["z"]  # nothing of the file
