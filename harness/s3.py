@@ -4,6 +4,7 @@ read by boto3 itself) and are never logged."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -66,3 +67,31 @@ def held(client: Any, bucket: str, key: str) -> tuple[int, str | None] | None:
             return None
         raise
     return head["ContentLength"], head.get("Metadata", {}).get(SHA256_METADATA)
+
+
+class ObjectMismatch(RuntimeError):
+    """The store does not hold the file that was uploaded (or given back)."""
+
+
+def upload_verified(
+    client: Any,
+    bucket: str,
+    key: str,
+    path: Path,
+    sha256: str,
+    **extra_args: str,
+) -> None:
+    """Upload ``path`` (multipart when large, by boto3's transfer manager) with its SHA-256 in
+    the object's metadata, then check that the store holds exactly that: its size and the
+    SHA-256 it keeps. Uploading the same file to the same key again writes the same object."""
+    size = path.stat().st_size
+    client.upload_file(
+        str(path), bucket, key, ExtraArgs={"Metadata": {SHA256_METADATA: sha256}, **extra_args}
+    )
+    stored = held(client, bucket, key)
+    if stored != (size, sha256):
+        holds = "no object" if stored is None else f"{stored[0]} bytes with SHA-256 {stored[1]}"
+        raise ObjectMismatch(
+            f"s3://{bucket}/{key} holds {holds}, not the {size} bytes with SHA-256 {sha256}"
+            " uploaded"
+        )

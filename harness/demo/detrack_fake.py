@@ -67,6 +67,10 @@ class Fault:
 
     With handle_first=True and a 2xx status the real answer is sent, after `delay`: a slow
     success, which a client with a short timeout sees as a timeout on a job that exists.
+
+    `hold` delays the request *before* it is handled (a slow server, a request stuck in a
+    proxy): a client that gave up on it meanwhile, and sent others, finds it applied later,
+    after requests it sent afterwards.
     """
 
     status: int = 500
@@ -74,6 +78,7 @@ class Fault:
     content_type: str = "application/json"
     handle_first: bool = False
     delay: float = 0.0
+    hold: float = 0.0
     drop_connection: bool = False
     retry_after: str | None = None
 
@@ -814,6 +819,8 @@ class _Handler(BaseHTTPRequestHandler):
         """handle_first: the state changes, then the answer is lost, late or replaced. A 2xx
         fault after handling is "slow success": the real answer (201, Location...), late."""
         fake = self.server.fake
+        if fake._pause(fault.hold):
+            return self._drop()
         handled = fake._dispatch(request) if fault.handle_first else None
         if fake._pause(fault.delay) or fault.drop_connection:
             return self._drop()

@@ -8,11 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from harness.di.extract import Extracted, Window
-from harness.s3 import SHA256_METADATA, held
-
-
-class LayerMismatch(RuntimeError):
-    """The object the layer holds is not the file that was uploaded."""
+from harness.s3 import upload_verified
 
 
 def object_key(prefix: str, process: str, window: Window) -> str:
@@ -21,25 +17,16 @@ def object_key(prefix: str, process: str, window: Window) -> str:
 
 
 def store(client: Any, bucket: str, key: str, extracted: Extracted) -> None:
-    """Upload the file (multipart when large, by boto3's transfer manager) with its SHA-256,
-    then check that the layer holds exactly that: its size and the SHA-256 it keeps."""
-    client.upload_file(
-        str(extracted.path),
+    """The window's file under ``key``, checked (harness.s3.upload_verified)."""
+    upload_verified(
+        client,
         bucket,
         key,
-        ExtraArgs={
-            "Metadata": {SHA256_METADATA: extracted.sha256},
-            "ContentType": "text/csv",
-            "ContentEncoding": "gzip",
-        },
+        extracted.path,
+        extracted.sha256,
+        ContentType="text/csv",
+        ContentEncoding="gzip",
     )
-    stored = held(client, bucket, key)
-    if stored != (extracted.size, extracted.sha256):
-        holds = "no object" if stored is None else f"{stored[0]} bytes with SHA-256 {stored[1]}"
-        raise LayerMismatch(
-            f"s3://{bucket}/{key} holds {holds},"
-            f" not the {extracted.size} bytes with SHA-256 {extracted.sha256} uploaded"
-        )
 
 
 def _utc(moment: datetime) -> str:

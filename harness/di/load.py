@@ -47,7 +47,7 @@ DELETED = sql.Identifier("pg_temp", "pgferry_di_deleted")
 
 
 class BadTarget(LookupError):
-    """The STG table a DI process names does not exist, or has no key."""
+    """The table a DI process or a file source loads into does not exist, or has no key."""
 
 
 @dataclass(frozen=True)
@@ -76,19 +76,26 @@ class Merged:
 
 
 def resolve_target(connection: psycopg.Connection, process: DiProcess) -> Target:
-    oid = connection.execute("SELECT to_regclass(%s)::oid", [process.target_table]).fetchone()[0]
+    return resolve_table(
+        connection, process.target_table, process.key_columns, f"DI process {process.name}"
+    )
+
+
+def resolve_table(
+    connection: psycopg.Connection, table: str, keys: list[str] | None, owner: str
+) -> Target:
+    """The table ``owner`` (a DI process, a file source) loads into, and its key: the declared
+    ``keys``, else the table's primary key. BadTarget names what is missing."""
+    oid = connection.execute("SELECT to_regclass(%s)::oid", [table]).fetchone()[0]
     if oid is None:
         raise BadTarget(
-            f"DI process {process.name}: no STG table {process.target_table!r} in the target"
-            " database; create it (its columns name the source columns to read)"
+            f"{owner}: no table {table!r} in the target database; create it (its columns"
+            " name the columns to load)"
         )
     columns = connection.execute(COLUMNS_SQL, [oid, list(TRACKING)]).fetchall()
-    keys = process.key_columns or connection.execute(PRIMARY_KEY_SQL, [oid]).fetchone()[0]
+    keys = keys or connection.execute(PRIMARY_KEY_SQL, [oid]).fetchone()[0]
     if not keys:
-        raise BadTarget(
-            f"DI process {process.name}: {process.target_table} has no primary key;"
-            " give the process its key columns (p_keys)"
-        )
+        raise BadTarget(f"{owner}: {table} has no primary key; declare its key columns (p_keys)")
     name = connection.execute("SELECT %s::oid::regclass::text", [oid]).fetchone()[0]
     return Target(oid, name, columns, list(keys))
 

@@ -43,6 +43,7 @@ import tarfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -568,30 +569,54 @@ _OPENERS: dict[Container, Callable[[_CountingFile, str, _Budget], Iterator[Membe
 # --- validation -------------------------------------------------------------------------------
 
 
+Write = Callable[[bytes], object]
+# (member name, its header) -> a context in which each of the member's bytes is written on
+Sink = Callable[[str, tuple[str, ...]], AbstractContextManager[Write]]
+
+
 def validate(
-    path: Path, limits: Limits | None = None, expect: CsvExpectation | None = None
+    path: Path,
+    limits: Limits | None = None,
+    expect: CsvExpectation | None = None,
+    sink: Sink | None = None,
 ) -> Validated:
     """Read every member of ``path`` to its end and check it; raise a FileRefused on the first
-    problem. Without ``expect`` only the container is checked (no rows, no header)."""
+    problem. Without ``expect`` only the container is checked (no rows, no header).
+
+    With a ``sink``, every byte of a CSV member, header line included, is written on as the
+    check reads it (one pass of the file: a loader COPYs what is being checked); the sink is
+    opened once the member's header is read, and an exception, a refusal included, leaves it
+    through its context."""
     limits = limits or Limits()
-    facts = tuple(_validate_member(m, path.name, limits, expect) for m in members(path, limits))
+    if sink is not None and (expect is None or not expect.has_header):
+        raise ValueError("a sink needs a CSV expectation with a header line")
+    facts = tuple(
+        _validate_member(m, path.name, limits, expect, sink) for m in members(path, limits)
+    )
     return Validated(path=path, container=detect(path), members=facts)
 
 
 def _validate_member(
-    member: Member, file: str, limits: Limits, expect: CsvExpectation | None
+    member: Member,
+    file: str,
+    limits: Limits,
+    expect: CsvExpectation | None,
+    sink: Sink | None,
 ) -> MemberFacts:
     rows: int | None = None
     header: tuple[str, ...] | None = None
-    if expect is None:
-        _drain(member.stream)
-    else:
-        try:
-            rows, header = _check_csv(member, file, expect)
-        except WrongFormat:
-            # a damaged container garbles the text: report the cause (corrupt), not the symptom
+    with ExitStack() as stack:
+        relay = _Relay(member.name, sink, stack)
+        if expect is None:
             _drain(member.stream)
-            raise
+        else:
+            try:
+                rows, header = _check_csv(member, file, expect, relay)
+            except WrongFormat:
+                # a damaged container garbles the text: report the cause (corrupt), not the
+                # symptom
+                _drain(member.stream)
+                raise
     if member.unpacked_bytes < limits.min_bytes:
         raise EmptyFile(file, f"unpacks to {member.unpacked_bytes} bytes", member.name)
     if rows == 0:
@@ -599,12 +624,37 @@ def _validate_member(
     return MemberFacts(member.name, member.unpacked_bytes, rows, header)
 
 
+class _Relay:
+    """A member's bytes as the check reads them: held until its header is read, then written
+    on to the sink (nowhere without one)."""
+
+    def __init__(self, member: str, sink: Sink | None, stack: ExitStack) -> None:
+        self._member = member
+        self._sink = sink
+        self._stack = stack
+        self._held: list[bytes] = []
+        self.write: Write = self._held.append if sink else _discard
+
+    def open(self, header: tuple[str, ...]) -> None:
+        if self._sink is None:
+            return
+        write = self._stack.enter_context(self._sink(self._member, header))
+        for chunk in self._held:
+            write(chunk)
+        self._held.clear()
+        self.write = write
+
+
+def _discard(chunk: bytes) -> None:
+    return None
+
+
 def _check_csv(
-    member: Member, file: str, expect: CsvExpectation
+    member: Member, file: str, expect: CsvExpectation, relay: _Relay
 ) -> tuple[int, tuple[str, ...] | None]:
     """Rows and header of one member; every record must have the same number of fields.
     Quoted fields may hold delimiters and span lines; a record is named by its first line."""
-    lines = itertools.chain.from_iterable(_line_batches(member, file, expect))
+    lines = itertools.chain.from_iterable(_line_batches(member, file, expect, relay))
     reader = csv.reader(lines, delimiter=expect.delimiter, quotechar=expect.quotechar, strict=True)
     end = 0  # the line the last good record ended on
     try:
@@ -614,6 +664,8 @@ def _check_csv(
         header = _check_header(first, file, member.name, expect) if expect.has_header else None
         width = expect.columns or len(first) or 1
         _check_width(1, first, width, file, member.name)
+        if header is not None:
+            relay.open(header)
         rows = 0 if expect.has_header else 1
         end = reader.line_num
         for fields in reader:  # the hot loop: one comparison per record
@@ -682,14 +734,19 @@ class _Decoder:
             return ""
 
 
-def _line_batches(member: Member, file: str, expect: CsvExpectation) -> Iterator[list[str]]:
+def _line_batches(
+    member: Member, file: str, expect: CsvExpectation, relay: _Relay
+) -> Iterator[list[str]]:
     """The member's text as lists of lines, newline kept, split on '\\n' only (csv handles
-    '\\r\\n'); one list per chunk read, so the csv reader pulls lines at C speed."""
+    '\\r\\n'); one list per chunk read, so the csv reader pulls lines at C speed. Each chunk
+    goes to the relay before its lines are checked."""
     decoder = _Decoder(expect.encoding, file, member.name)
     pending = ""
     done = 0
     while True:
         chunk = member.stream.read(_CHUNK)
+        if chunk:
+            relay.write(chunk)
         text = decoder.decode(chunk, not chunk, done + 1)
         if done == 0 and not pending:
             text = text.removeprefix("\ufeff")

@@ -3,11 +3,17 @@ validated → stored raw in S3 → loaded into a staging table → merged into t
 
 Each step, once done, is recorded by files.record_step (one append-only journal row under the
 claim's fencing token), so a file that a crash, a failure or a lost lease interrupted goes on
-after its last completed step: a download cut short leaves no file and starts again; steps
-before 'stored' need the worker's local copy and download again without it; after 'stored' the
-raw object in S3 is the copy loaded. Loading and merging are one transaction of the target
-(files.begin_load first: the same content is never merged twice, even by two workers at once),
-so 'loaded' and 'merged' commit together with the rows.
+after its last completed step: a download cut short leaves no file and starts again; before
+'stored' the worker's local copy is used (checked against its SHA-256) or downloaded again;
+after 'stored' the raw object in S3 is the copy loaded.
+
+The file is read once after its download: the check (harness.files.archive.validate: the
+container to its CRCs, the caps, the CSV) hands each byte it reads to COPY, in a transaction of
+a connection of its own. Nothing is stored before the check passed: 'unpacked' and 'validated'
+are recorded, then the raw file stored and 'stored' recorded, while the COPY's transaction
+waits; files.begin_load then locks the file's row (the same content is never merged twice, even
+by two workers at once; an older version never over a newer), and the merge, 'loaded' and
+'merged' commit with the rows. A refusal anywhere rolls the rows back.
 
 Failures are typed (harness.files.sources and harness.files.archive name their class): a
 network or storage failure is retried after a backoff, the rest become dead letters with an
@@ -17,11 +23,12 @@ key and field and the other rows land."""
 from __future__ import annotations
 
 import codecs
-import csv
 import hashlib
 import logging
 import os
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -35,12 +42,20 @@ from psycopg.types.json import Jsonb
 
 from harness.config import first_line, scrub
 from harness.di.first_load import NotEmpty, may_load_straight, stamped_by_default
-from harness.di.load import PRIMARY_KEY_SQL
-from harness.files.archive import CsvExpectation, FileRefused, Limits, members, validate
+from harness.di.load import Target, resolve_table
+from harness.files.archive import (
+    CsvExpectation,
+    FileRefused,
+    Limits,
+    Validated,
+    Write,
+    WrongFormat,
+    validate,
+)
 from harness.files.sources import RemoteFile, SourceConfigError, SourceUnavailable, open_source
 from harness.runtime.failpoints import reach
 from harness.runtime.leases import LeaseKeeper
-from harness.s3 import SHA256_METADATA, held
+from harness.s3 import ObjectMismatch, upload_verified
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +68,17 @@ class FilesConfigError(ValueError):
     """A source without its URL in the environment, or a target the database lacks."""
 
 
-class _Fenced(Exception):
-    """The file's lease went to another worker while it was being merged."""
+class _Abandoned(Exception):
+    """The file is not this worker's to load (``answer``: fenced, duplicate, superseded): the
+    loading transaction rolls back."""
+
+    def __init__(self, answer: str) -> None:
+        super().__init__(answer)
+        self.answer = answer
 
 
 class LoadMismatch(RuntimeError):
     """COPY took another number of rows than the validation counted."""
-
-
-class StorageFailed(RuntimeError):
-    """The raw store did not take or give back the file intact."""
 
 
 @dataclass(frozen=True)
@@ -122,12 +138,6 @@ class RawStore:
     bucket: str
 
 
-# the rows the last validation of the file counted
-VALIDATED_ROWS_SQL = """
-SELECT (detail ->> 'rows')::bigint FROM etl.journal
- WHERE pipeline = 'files' AND item_id = %s AND step = 'validated'
- ORDER BY journal_id DESC LIMIT 1
-"""
 SOURCES_SQL = """
 SELECT name, target_table, pattern, key_columns, header, delimiter, encoding, min_bytes,
        max_unpacked_bytes, max_entries, max_ratio, raw_prefix
@@ -205,37 +215,37 @@ class Importer:
         step = "downloaded"
         try:
             source = self._source(file.source)
-            if not file.done("stored") and (file.step is None or not local.exists()):
-                detail = self._download(source, file, local)
-                answer = self._record(file, token, "downloaded", detail)
-                if answer != "recorded":
-                    return answer
-                file = _after(file, "downloaded", detail)
-            for step, run in (
-                ("unpacked", self._unpack),
-                ("validated", self._validate),
-                ("stored", self._store),
-            ):
-                if not file.done(step):
-                    detail = run(file, source, local)
-                    if self._record(file, token, step, detail) != "recorded":
-                        return "fenced"
-                    file = _after(file, step, detail)
-            step = "loaded"
-            return self._load_and_merge(file, token, source, local)
+            target = resolve_table(
+                self.connection, source.target_table, source.keys, f"file source {source.name}"
+            )
+            if not (local.exists() and _sha256(local) == file.sha256):
+                if file.done("stored"):
+                    self._fetch_raw(file, local)  # after 'stored' the raw object is the copy
+                else:
+                    detail = self._download(source, file, local)
+                    answer = self._record(self.connection, file, token, "downloaded", detail)
+                    if answer != "recorded":
+                        return answer
+                    file = _after(file, "downloaded", detail)
+            step = "unpacked"
+            return self._load_and_merge(file, token, source, target, local)
+        except _Abandoned as abandoned:
+            return abandoned.answer
         except FileRefused as refused:
+            step = "validated" if isinstance(refused, WrongFormat) else step
             return self._fail(file, token, step, refused.error_class, str(refused), False)
         except (FilesConfigError, SourceConfigError, LookupError) as unset:  # waits for a fix
             return self._fail(file, token, step, "config", first_line(unset), True)
         except SourceUnavailable as failed:
             retry = failed.error_class == "network"
             return self._fail(file, token, step, failed.error_class, str(failed), retry)
-        except (Boto3Error, BotoCoreError, ClientError, StorageFailed) as failed:
+        except (Boto3Error, BotoCoreError, ClientError, ObjectMismatch) as failed:
             return self._fail(file, token, step, "storage", first_line(failed), True)
         except (psycopg.Error, LoadMismatch, UnicodeDecodeError) as failed:
             if self.connection.broken:
                 raise  # nothing can be recorded: the lease lapses, another worker goes on
-            # a lock or statement timeout, a deadlock: try again; anything else is the file's
+            # a lock or statement timeout, a deadlock, a lost connection: try again; anything
+            # else is the file's
             retry = isinstance(failed, psycopg.OperationalError)
             return self._fail(
                 file, token, step, "database" if retry else "import", first_line(failed), retry
@@ -244,6 +254,80 @@ class Importer:
             return self._fail(file, token, step, "local", first_line(failed), True)
         finally:
             local.unlink(missing_ok=True)
+
+    def _load_and_merge(
+        self, file: Claimed, token: int, source: FileSource, target: Target, local: Path
+    ) -> str:
+        """One read of the file checks it and COPYs it, in a transaction of a connection of its
+        own that stays open while the checked steps are recorded and the raw file is stored;
+        then files.begin_load (under the row's lock: the same content is never merged twice,
+        an older version never over a newer one), the merge and the last two steps commit with
+        the rows. A refusal anywhere rolls the rows back."""
+        with self._loading() as loading, loading.transaction():
+            copied = self._copy_checked(loading, source, target, local)
+            self._record_checked(file, token, copied.checked)
+            if not file.done("stored"):
+                detail = self._store(file, source, local)
+                if self._record(self.connection, file, token, "stored", detail) != "recorded":
+                    raise _Abandoned("fenced")
+            answer = loading.execute(
+                "SELECT files.begin_load(%s, %s)", [file.file_id, token]
+            ).fetchone()[0]
+            if answer != "load":
+                raise _Abandoned(answer)
+            merged = copied.merged if copied.straight else _merge(loading, target)
+            for step, detail in (("loaded", {"rows": copied.rows}), ("merged", merged)):
+                if self._record(loading, file, token, step, detail) != "recorded":
+                    raise _Abandoned("fenced")  # another worker has the file: none commits
+        reach("files_after_merge_commit")
+        return "imported"
+
+    def _loading(self) -> psycopg.Connection:
+        """The loading transaction's own connection: the steps recorded meanwhile commit on
+        ``connection`` before it."""
+        info = self.connection.info
+        return psycopg.connect(info.dsn, password=info.password, autocommit=True)
+
+    def _copy_checked(
+        self, loading: psycopg.Connection, source: FileSource, target: Target, local: Path
+    ) -> _Copied:
+        """The file checked and COPYed in one read: straight into the target when it is empty
+        (harness.di.first_load), else into a temporary table for etl.merge_table. A COPY that
+        takes another number of rows than the check counted is refused."""
+        copied: _Copied | None = None
+        if may_load_straight(loading, target.name, target.oid, target.keys):
+            try:
+                with (
+                    loading.transaction(),  # a savepoint: a refusal undoes it all
+                    stamped_by_default(loading, target.name, target.oid),
+                ):
+                    copied = _copy_pass(loading, source, local, target.name)
+            except (psycopg.Error, NotEmpty) as refused:
+                if loading.broken:
+                    raise
+                log.info("file not loaded straight; merged", extra={"reason": first_line(refused)})
+        copied = copied or _copy_pass(loading, source, local, None)
+        if copied.checked.rows != copied.rows:
+            raise LoadMismatch(
+                f"{local.name}: COPY took {copied.rows} rows, the check counted"
+                f" {copied.checked.rows}; nothing was merged"
+            )
+        return copied
+
+    def _record_checked(self, file: Claimed, token: int, checked: Validated) -> None:
+        unpacked = {
+            "container": str(checked.container),
+            "members": len(checked.members),
+            "bytes": checked.unpacked_bytes,
+        }
+        validated = {"rows": checked.rows, "bytes": checked.unpacked_bytes}
+        for step, detail in (("unpacked", unpacked), ("validated", validated)):
+            recorded = (
+                file.done(step)
+                or self._record(self.connection, file, token, step, detail) == "recorded"
+            )
+            if not recorded:
+                raise _Abandoned("fenced")
 
     def _source(self, name: str) -> FileSource:
         """The source's settings, read again when a source is new to this worker."""
@@ -259,104 +343,27 @@ class Importer:
             size = opened.fetch(remote, local)
         return {"bytes": size, "sha256": _sha256(local)}
 
-    def _unpack(self, file: Claimed, source: FileSource, local: Path) -> dict[str, Any]:
-        checked = validate(local, source.limits)  # every member read to its end: CRCs, caps
-        return {
-            "container": str(checked.container),
-            "members": len(checked.members),
-            "bytes": checked.unpacked_bytes,
-        }
-
-    def _validate(self, file: Claimed, source: FileSource, local: Path) -> dict[str, Any]:
-        checked = validate(local, source.limits, source.expectation())
-        return {"rows": checked.rows, "bytes": checked.unpacked_bytes}
-
     def _store(self, file: Claimed, source: FileSource, local: Path) -> dict[str, Any]:
         """The raw file under a key of its content: storing it again writes the same object."""
-        if _sha256(local) != file.sha256:  # the local copy is not what was downloaded
-            raise StorageFailed(f"the local copy of {file.path} changed since it was downloaded")
         key = f"{source.raw_prefix}{source.name}/{file.sha256}/{PurePosixPath(file.path).name}"
-        self.raw.client.upload_file(
-            str(local),
-            self.raw.bucket,
-            key,
-            ExtraArgs={"Metadata": {SHA256_METADATA: file.sha256 or ""}},
-        )
-        if held(self.raw.client, self.raw.bucket, key) != (local.stat().st_size, file.sha256):
-            raise StorageFailed(f"s3://{self.raw.bucket}/{key} does not hold the file uploaded")
+        upload_verified(self.raw.client, self.raw.bucket, key, local, file.sha256 or "")
         return {"raw_key": key, "bytes": local.stat().st_size, "sha256": file.sha256}
-
-    def _load_and_merge(self, file: Claimed, token: int, source: FileSource, local: Path) -> str:
-        if not local.exists() or _sha256(local) != file.sha256:
-            self._fetch_raw(file, local)
-        validated = self.connection.execute(VALIDATED_ROWS_SQL, [file.file_id]).fetchone()
-        try:
-            with self.connection.transaction():
-                answer = self.connection.execute(
-                    "SELECT files.begin_load(%s, %s)", [file.file_id, token]
-                ).fetchone()[0]
-                if answer != "load":
-                    return answer
-                rows, merged = self._load(source, local)
-                if validated and validated[0] is not None and rows != validated[0]:
-                    raise LoadMismatch(
-                        f"{file.path}: {rows} rows loaded, {validated[0]} validated; nothing"
-                        " was merged"
-                    )
-                for step, detail in (("loaded", {"rows": rows}), ("merged", merged)):
-                    if self._record(file, token, step, detail) != "recorded":
-                        raise _Fenced  # another worker has the file: none of this commits
-        except _Fenced:
-            return "fenced"
-        reach("files_after_merge_commit")
-        return "imported"
-
-    def _load(self, source: FileSource, local: Path) -> tuple[int, dict[str, Any]]:
-        """The file's rows into the target (in the caller's transaction): straight by COPY
-        when the target is empty (harness.di.first_load), else through a temporary table and
-        etl.merge_table; the rows copied, and the merge's counts."""
-        target = _target(self.connection, source)
-        if may_load_straight(self.connection, target.name, target.oid, target.keys):
-            try:
-                with (
-                    self.connection.transaction(),  # a savepoint: a refusal undoes it all
-                    stamped_by_default(self.connection, target.name, target.oid),
-                ):
-                    rows = _copy_members(self.connection, source, local, target.name)
-                return rows, {
-                    "rows": rows,
-                    "inserted": rows,
-                    "updated": 0,
-                    "unchanged": 0,
-                    "failed": 0,
-                    "straight": True,
-                }
-            except (psycopg.Error, NotEmpty) as refused:
-                if self.connection.broken:
-                    raise
-                log.info("file not loaded straight; merged", extra={"reason": first_line(refused)})
-        rows = _copy_members(self.connection, source, local)
-        inserted, updated, unchanged, _, failed = self.connection.execute(
-            "SELECT * FROM etl.merge_table(%s::regclass, %s::regclass, %s)",
-            ["pg_temp.pgferry_file_rows", target.oid, target.keys],
-        ).fetchone()
-        self.connection.execute(sql.SQL("DROP TABLE {}").format(STAGING))
-        return rows, {
-            "rows": inserted + updated + unchanged,
-            "inserted": inserted,
-            "updated": updated,
-            "unchanged": unchanged,
-            "failed": failed,
-        }
 
     def _fetch_raw(self, file: Claimed, local: Path) -> None:
         """The stored raw object back, for a file whose local copy is gone."""
         self.raw.client.download_file(self.raw.bucket, file.raw_key, str(local))
         if _sha256(local) != file.sha256:
-            raise StorageFailed(f"s3://{self.raw.bucket}/{file.raw_key} is not the file stored")
+            raise ObjectMismatch(f"s3://{self.raw.bucket}/{file.raw_key} is not the file stored")
 
-    def _record(self, file: Claimed, token: int, step: str, detail: dict[str, Any]) -> str:
-        answer = self.connection.execute(
+    def _record(
+        self,
+        connection: psycopg.Connection,
+        file: Claimed,
+        token: int,
+        step: str,
+        detail: dict[str, Any],
+    ) -> str:
+        answer = connection.execute(
             "SELECT files.record_step(%s, %s, %s, %s)", [file.file_id, token, step, Jsonb(detail)]
         ).fetchone()[0]
         reach(f"files_after_{step}")  # tests crash here: the step is recorded (or uncommitted)
@@ -396,24 +403,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-@dataclass(frozen=True)
-class _Target:
-    oid: int
-    name: sql.Composable
-    keys: list[str]
-
-
-def _target(connection: psycopg.Connection, source: FileSource) -> _Target:
-    oid = connection.execute("SELECT to_regclass(%s)::oid", [source.target_table]).fetchone()[0]
-    if oid is None:
-        raise psycopg.errors.UndefinedTable(
-            f"file source {source.name}: no target table {source.target_table!r}"
-        )
-    keys = source.keys or connection.execute(PRIMARY_KEY_SQL, [oid]).fetchone()[0] or []
-    name = connection.execute("SELECT %s::oid::regclass::text", [oid]).fetchone()[0]
-    return _Target(oid, sql.SQL(name), list(keys))
-
-
 # Python's codec names -> PostgreSQL's, for the encodings a file source may declare
 SERVER_ENCODINGS = {
     "utf-8": "UTF8",
@@ -436,38 +425,70 @@ def _server_encoding(encoding: str) -> str:
     return SERVER_ENCODINGS[name]
 
 
-def _copy_members(
-    connection: psycopg.Connection,
-    source: FileSource,
-    local: Path,
-    table: sql.Composable | None = None,
-) -> int:
-    """Every data member's CSV into ``table`` by the names of its header, or into
-    pg_temp.pgferry_file_rows (text columns named by the first member's header: etl.merge_table
-    casts them to the target's types); the rows copied."""
-    rows = 0
-    for member in members(local, source.limits):
-        first = member.stream.readline(1 << 20).decode(source.encoding).lstrip("\ufeff")
-        columns = [name.strip() for name in next(csv.reader([first], delimiter=source.delimiter))]
-        if table is None:
-            table = STAGING
-            text_columns = (sql.SQL("{} text").format(sql.Identifier(c)) for c in columns)
+@dataclass(frozen=True)
+class _Copied:
+    checked: Validated
+    rows: int  # as COPY counted them
+    straight: bool  # into the target itself: nothing to merge
+
+    @property
+    def merged(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "inserted": self.rows,
+            "updated": 0,
+            "unchanged": 0,
+            "failed": 0,
+            "straight": True,
+        }
+
+
+def _copy_pass(
+    connection: psycopg.Connection, source: FileSource, local: Path, table: sql.Composable | None
+) -> _Copied:
+    """Every data member checked (harness.files.archive.validate) while its CSV is COPYed, by
+    the names of its header, into ``table``, or into pg_temp.pgferry_file_rows (text columns
+    named by the first member's header: etl.merge_table casts them to the target's types)."""
+    counts: list[int] = []
+    into = table
+
+    @contextmanager
+    def copy_member(member: str, header: tuple[str, ...]) -> Iterator[Write]:
+        nonlocal into
+        if into is None:
+            into = STAGING
+            text_columns = (sql.SQL("{} text").format(sql.Identifier(c)) for c in header)
             connection.execute(
-                sql.SQL("CREATE TEMPORARY TABLE {} ({})").format(
+                sql.SQL("CREATE TEMPORARY TABLE {} ({}) ON COMMIT DROP").format(
                     STAGING, sql.SQL(", ").join(text_columns)
                 )
             )
         copy = sql.SQL(
-            "COPY {} ({}) FROM STDIN WITH (FORMAT csv, DELIMITER {}, ENCODING {})"
+            "COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true, DELIMITER {}, ENCODING {})"
         ).format(
-            table,
-            sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+            into,
+            sql.SQL(", ").join(sql.Identifier(c) for c in header),
             sql.Literal(source.delimiter),
             sql.Literal(_server_encoding(source.encoding)),
         )
         with connection.cursor() as cursor:
             with cursor.copy(copy) as stream:
-                while block := member.stream.read(COPY_BLOCK):
-                    stream.write(block)
-            rows += cursor.rowcount
-    return rows
+                yield stream.write
+            counts.append(cursor.rowcount)
+
+    checked = validate(local, source.limits, source.expectation(), sink=copy_member)
+    return _Copied(checked, sum(counts), straight=table is not None)
+
+
+def _merge(connection: psycopg.Connection, target: Target) -> dict[str, Any]:
+    inserted, updated, unchanged, _, failed = connection.execute(
+        "SELECT * FROM etl.merge_table(%s::regclass, %s::regclass, %s)",
+        ["pg_temp.pgferry_file_rows", target.oid, target.keys],
+    ).fetchone()
+    return {
+        "rows": inserted + updated + unchanged,
+        "inserted": inserted,
+        "updated": updated,
+        "unchanged": unchanged,
+        "failed": failed,
+    }

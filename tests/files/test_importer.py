@@ -176,9 +176,9 @@ def test_the_same_content_offered_twice_is_imported_once(setup: Setup) -> None:
             "wrong.csv",
             csv_bytes(rows(1, 5), header=["id", "street", "value"]),
             "format",
-            "unpacked",
+            "downloaded",
         ),
-        ("picture.csv", b"\x89PNG\r\n\x1a\n" + bytes(200), "format", "unpacked"),
+        ("picture.csv", b"\x89PNG\r\n\x1a\n" + bytes(200), "format", "downloaded"),
     ],
 )
 def test_a_bad_file_is_a_dead_letter_with_its_class_and_the_good_ones_land(
@@ -312,5 +312,5 @@ def test_a_load_that_takes_fewer_rows_than_were_validated_is_refused(setup: Setu
         assert codes == ["\\.", "a", "b", "c", "d", "z"]
     else:
         assert outcomes == {"dead": 1}
-        assert setup.files()["codes.csv"][:3] == ("dead", "stored", "import")
+        assert setup.files()["codes.csv"][:3] == ("dead", "downloaded", "import")
         assert codes == ["z"]  # nothing of the file
