@@ -278,6 +278,9 @@ class FilesSettings(BaseSettings):
         600, gt=0, description="How long a claimed file is this worker's before another may take it"
     )
     batch: int = Field(10, ge=1, le=1000, description="Files claimed at once")
+    list_seconds: float = Field(
+        60, gt=0, description="How often a long-running worker lists the sources for new files"
+    )
 
 
 class PermitSettings(BaseSettings):

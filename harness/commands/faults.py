@@ -287,12 +287,12 @@ def _explainers() -> list[tuple[Any, Callable[[Any], Fault | None]]]:
     from alembic.util.exc import CommandError
     from sqlalchemy.exc import ArgumentError, DBAPIError
 
-    from harness.commands.files import UnknownSource
     from harness.deploy import migrate
     from harness.deploy.paths import LayoutMissing
     from harness.di.metadata import UnknownProcess
     from harness.di.schedule import DependencyCycle
     from harness.files.importer import FilesConfigError
+    from harness.files.service import UnknownSource
     from harness.files.sources import SourceConfigError
     from harness.ops.extract import UnknownTable
 

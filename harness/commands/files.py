@@ -3,13 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
-import os
-import socket
-import tempfile
-from collections import Counter
-from datetime import timedelta
-from pathlib import Path
 from typing import Annotated
 
 import psycopg
@@ -17,9 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from harness.commands.common import EXIT_PROBLEM, EXIT_UNREACHABLE, console, out, require_database
-
-log = logging.getLogger(__name__)
+from harness.commands.common import EXIT_PROBLEM, console, out, require_database
 
 files_app = typer.Typer(
     help="The file importer: files from FTP, SFTP, a folder or S3 into target tables.",
@@ -40,10 +31,6 @@ SELECT file_id, source, path, step, error_class, error, attempts
 """
 
 
-class UnknownSource(LookupError):
-    """A source name the database does not know."""
-
-
 @files_app.command("run")
 def run(
     source: Annotated[
@@ -57,63 +44,38 @@ def run(
     """List each source for new files, then import files until none is left to claim.
 
     Sources come from files.define_source, their URLs from PGFERRY_FILES_<NAME>_URL; raw copies
-    go to FILES_BUCKET. Exit 1 when a file became a dead letter (harness files dead), 3 when a
-    source could not be listed (its files wait for the next run).
+    go to FILES_BUCKET. Exit 1 when dead letters exist (harness files dead), 3 when a source
+    could not be listed or files wait for a retry after a source or the store failed.
     """
-    from harness.config import FilesSettings, load
-    from harness.files.importer import Importer, RawStore, discover, load_sources
-    from harness.files.sources import SourceUnavailable
-    from harness.runtime.leases import LeaseKeeper
-    from harness.s3 import make_client
+    from harness.config import FilesSettings, load, worker_id
+    from harness.files.service import FileImporterRun
+    from harness.runtime.outcome import files_outcome
 
     settings = load(FilesSettings)
-    raw = RawStore(make_client(settings.endpoint_url, settings.region), settings.bucket)
-    worker = os.environ.get("PGFERRY_WORKER_ID") or f"{socket.gethostname()}:{os.getpid()}"
-    outcomes: Counter[str] = Counter()
-    unreachable = []
     url = require_database()
-    with (
-        psycopg.connect(url, autocommit=True) as connection,
-        tempfile.TemporaryDirectory(prefix="pgferry-files-", dir=settings.scratch) as scratch,
-    ):
-        sources = load_sources(connection)
-        if source is not None and source not in sources:
-            raise UnknownSource(
-                f"no file source {source!r}; harness files status lists them"
-                " (files.define_source declares one)"
-            )
-        for name in [source] if source else sorted(sources):
-            try:
-                found = discover(connection, sources[name])
-                console.print(f"{escape(name)}: {found} new file(s)", highlight=False)
-            except SourceUnavailable as failed:
-                console.print(f"{escape(name)}: not listed: {escape(str(failed))}", highlight=False)
-                unreachable.append(name)
-        keeper = LeaseKeeper(
-            lambda: psycopg.connect(url, autocommit=True), "files", settings.lease_seconds
+    with psycopg.connect(url, autocommit=True) as connection:
+        importer = FileImporterRun(
+            url,
+            connection,
+            settings,
+            worker_id(),
+            only=source,
+            progress=lambda line: console.print(escape(line), highlight=False),
         )
-        with keeper:  # a heartbeat keeps the lease of a file that takes long
-            importer = Importer(
-                connection,
-                raw,
-                Path(scratch),
-                worker,
-                timedelta(seconds=settings.lease_seconds),
-                keeper,
-            )
-            while round_outcomes := importer.run_once(settings.batch):
-                outcomes += round_outcomes
-                console.print(_counts(round_outcomes), highlight=False)
-                if once:
-                    break
+        try:
+            totals = importer.drain(once=once)
+        finally:
+            importer.close()
+        outcome = files_outcome(connection, totals.outcomes["retry"], importer.unlisted)
     if as_json:
-        typer.echo(json.dumps({"outcomes": dict(outcomes), "unreachable": unreachable}))
+        summary = {"listed": totals.listed, "outcomes": dict(totals.outcomes)}
+        typer.echo(json.dumps({**summary, "unreachable": sorted(importer.unlisted)}))
     else:
-        out.print(f"files: {_counts(outcomes) or 'nothing to import'}")
-    if outcomes["dead"]:
-        raise typer.Exit(EXIT_PROBLEM)
-    if unreachable:
-        raise typer.Exit(EXIT_UNREACHABLE)
+        out.print(f"files: {totals.summary}", highlight=False)
+    for line in outcome.lines:
+        console.print(escape(line), highlight=False)
+    if outcome.code:
+        raise typer.Exit(outcome.code)
 
 
 @files_app.command("status")
@@ -174,7 +136,3 @@ def requeue(
             "SELECT files.requeue_dead(%s, %s)", [file_ids or None, source]
         ).fetchone()[0]
     out.print(f"requeued {count} file(s)")
-
-
-def _counts(outcomes: Counter[str]) -> str:
-    return ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items()))

@@ -26,6 +26,14 @@ PERMITS_WAITING_SQL = """
 SELECT count(*), min(next_attempt_at)
   FROM tps.staged_permit WHERE state = 'pending' AND next_attempt_at > now()
 """
+FILES_WAITING_SQL = """
+SELECT count(*), min(next_attempt_at)
+  FROM files.file WHERE state = 'pending' AND next_attempt_at > now()
+"""
+DEAD_FILES_SQL = """
+SELECT file_id, source, path, step, error_class, error
+  FROM files.file WHERE state = 'dead' ORDER BY file_id LIMIT 20
+"""
 JOBS_WAITING_SQL = """
 SELECT count(*), min(next_attempt_at)
   FROM delivery.job WHERE sync_state = 'pending' AND next_attempt_at > now()
@@ -100,6 +108,33 @@ def shipment_outcome(connection: psycopg.Connection, put_off: int) -> Outcome:
         put_off,
         "shipments: DeTrack calls failed; {waiting} job(s) wait for a retry",
     )
+
+
+def files_outcome(
+    connection: psycopg.Connection, retried: int, unlisted: dict[str, str]
+) -> Outcome:
+    """Dead files (the first 20), files that wait for a retry after this run met a source or
+    the store failing (``retried``), and sources this run could not list."""
+    dead = connection.execute(DEAD_FILES_SQL).fetchall()
+    outcome = _outcome(
+        connection,
+        ["files: dead letters; see `harness files dead`, requeue with `harness files requeue`:"]
+        + [
+            f"  file {file_id} ({source}: {path}) after {step or 'nothing'}: {kind}: {error}"
+            for file_id, source, path, step, kind, error in dead
+        ]
+        if dead
+        else [],
+        FILES_WAITING_SQL,
+        retried,
+        "files: a source or the store failed; {waiting} file(s) wait for a retry",
+    )
+    for source, why in sorted(unlisted.items()):
+        outcome.add(
+            EXIT_UNREACHABLE,
+            f"files: source {source} was not listed ({why}); its new files wait for the next run",
+        )
+    return outcome
 
 
 def _outcome(

@@ -1,4 +1,6 @@
 """`harness run`: the pipelines side by side in one worker, once (cron) or long-running (--loop).
+PGFERRY_PIPELINES chooses them: permits and shipments unless told; files (the file importer)
+when named.
 
 Each pipeline runs in a thread of its own with connections of its own, so neither waits for the
 other: a 100,000-permit backlog never delays a DeTrack job, and DeTrack's 60-a-minute limit never
@@ -28,6 +30,7 @@ from harness.config import (
     AlertSettings,
     ConfigurationError,
     DetrackSettings,
+    FilesSettings,
     PermitSettings,
     S3Settings,
     ShipmentSettings,
@@ -35,6 +38,7 @@ from harness.config import (
     load,
 )
 from harness.config import worker_id as make_worker_id
+from harness.files.service import FileImporterRun, FilesTotals
 from harness.ops.alerts import send_pending_alerts
 from harness.permits.consumer import PermitConsumer, RunTotals
 from harness.permits.service import make_uploader, progress_bar
@@ -44,6 +48,7 @@ from harness.runtime.outcome import (
     EXIT_PROBLEM,
     Outcome,
     database_unreachable,
+    files_outcome,
     permit_outcome,
     shipment_outcome,
 )
@@ -54,17 +59,19 @@ from harness.shipments.service import build_dispatcher, check_lease_covers_calls
 
 log = logging.getLogger(__name__)
 HOUSEKEEPING_SECONDS = 30.0
-PIPELINES = ("permits", "shipments")
+PIPELINES = ("permits", "shipments", "files")
+DEFAULT_PIPELINES = ("permits", "shipments")
 CHANNELS = {
     "permits": ("etl_process_ended",),
     # the ERP's triggers recorded changes; jobs became pending (assignment, requeue, a re-map)
     "shipments": ("delivery_erp_changed", "delivery_job_pending"),
+    "files": (),  # new files are found by listing, every FILES_LIST_SECONDS
 }
 
 
 def enabled_pipelines() -> list[str]:
-    """PGFERRY_PIPELINES: which pipelines this worker runs (default both)."""
-    names = os.environ.get("PGFERRY_PIPELINES", ",".join(PIPELINES))
+    """PGFERRY_PIPELINES: which pipelines this worker runs (default permits and shipments)."""
+    names = os.environ.get("PGFERRY_PIPELINES", ",".join(DEFAULT_PIPELINES))
     return [name.strip() for name in names.split(",") if name.strip()]
 
 
@@ -79,10 +86,11 @@ class PipelineRun:
     name: str
     database_url: str  # for reconnecting: the password and host name, as configured
     connection: psycopg.Connection
-    part: PermitConsumer | ShipmentDispatcher
-    totals: RunTotals | DispatchTotals
+    part: PermitConsumer | ShipmentDispatcher | FileImporterRun
+    totals: RunTotals | DispatchTotals | FilesTotals
     failure: Exception | None = None  # what ended a one-off run's drain early
     backoff: PollBackoff = field(default_factory=lambda: PollBackoff(1.0, 60.0))
+    poll: PollBackoff | None = None  # the idle waits of a long-running worker (default: 1-300 s)
 
     def cycle(self, *, once: bool = False) -> bool:
         """Drain once; True when work was found. A one-off run also waits for permits leased
@@ -91,6 +99,10 @@ class PipelineRun:
             found = self.part.drain(wait_for_leases=once)
             accumulate(self.totals, found)
             return bool(found.claimed)
+        if isinstance(self.part, FileImporterRun):
+            files = self.part.drain()
+            accumulate(self.totals, files)
+            return bool(files.outcomes)
         found = self.part.drain()
         accumulate(self.totals, found)
         return bool(found.erp_synced or found.sent or found.statuses)
@@ -99,7 +111,8 @@ class PipelineRun:
         """A fresh connection for the drains (the old one was lost)."""
         fresh = psycopg.connect(self.database_url, autocommit=True)
         self.connection.close()
-        self.connection = self.part.store.connection = fresh
+        holder = self.part if isinstance(self.part, FileImporterRun) else self.part.store
+        self.connection = holder.connection = fresh
 
     def close(self) -> None:
         self.part.close()
@@ -119,13 +132,14 @@ class WorkerSettings:
     s3: S3Settings | None = None
     detrack: DetrackSettings | None = None
     shipments: ShipmentSettings | None = None
+    files: FilesSettings | None = None
 
 
 def load_settings(pipelines: list[str] | None = None) -> WorkerSettings:
-    """Read the settings of the pipelines (both unless told); every problem found, in all of
-    them at once, is one ConfigurationError (exit 2 before anything starts)."""
+    """Read the settings of the pipelines (PGFERRY_PIPELINES unless told); every problem found,
+    in all of them at once, is one ConfigurationError (exit 2 before anything starts)."""
     names = pipelines or enabled_pipelines()
-    permits, shipments = "permits" in names, "shipments" in names
+    permits, shipments, files = ("permits" in names, "shipments" in names, "files" in names)
     checks: list[Callable[[], object]] = [
         lambda: _check_pipelines(names),
         lambda: load(AlertSettings),
@@ -133,23 +147,25 @@ def load_settings(pipelines: list[str] | None = None) -> WorkerSettings:
         lambda: load(S3Settings) if permits else None,
         lambda: load(DetrackSettings) if shipments else None,
         lambda: load(ShipmentSettings) if shipments else None,
+        lambda: load(FilesSettings) if files else None,
     ]
-    _, alerts, permit, s3, detrack, shipment = collect(*checks)
+    _, alerts, permit, s3, detrack, shipment, file_settings = collect(*checks)
     if detrack is not None and shipment is not None:
         check_lease_covers_calls(shipment.lease_seconds, detrack.timeout_seconds)
-    return WorkerSettings(names, alerts, permit, s3, detrack, shipment)
+    return WorkerSettings(names, alerts, permit, s3, detrack, shipment, file_settings)
 
 
 def _check_pipelines(names: list[str]) -> None:
     if not names:
         raise ConfigurationError(
-            "PGFERRY_PIPELINES names no pipeline; use permits, shipments or permits,shipments"
+            "PGFERRY_PIPELINES names no pipeline; use permits, shipments, files or several,"
+            " comma-separated (permits,shipments)"
         )
     unknown = sorted(set(names) - set(PIPELINES))
     if unknown:
         raise ConfigurationError(
             f"PGFERRY_PIPELINES names unknown pipeline(s) {', '.join(unknown)};"
-            f" use {' or '.join(PIPELINES)} (comma-separated)"
+            f" use {', '.join(PIPELINES)} (comma-separated)"
         )
 
 
@@ -215,6 +231,17 @@ def _builders(database_url: str, settings: WorkerSettings) -> list[Builder]:
             return PipelineRun("shipments", database_url, connection, dispatcher, DispatchTotals())
 
         builders.append(shipments)
+    if settings.files is not None:
+        file_settings = settings.files
+
+        def files(worker: str, stop: threading.Event, on_batch: OnBatch) -> PipelineRun:
+            connection = psycopg.connect(database_url, autocommit=True)
+            importer = FileImporterRun(database_url, connection, file_settings, worker, stop=stop)
+            poll = PollBackoff(1.0, file_settings.list_seconds)
+            totals = FilesTotals()
+            return PipelineRun("files", database_url, connection, importer, totals, poll=poll)
+
+        builders.append(files)
     return builders
 
 
@@ -254,7 +281,9 @@ def _run_pipeline(run: PipelineRun, database_url: str, stop: threading.Event, lo
                 )
             run.failure = error
         return
-    run_until_stopped(database_url, CHANNELS[run.name], stop, lambda: _cycle_surviving(run, stop))
+    run_until_stopped(
+        database_url, CHANNELS[run.name], stop, lambda: _cycle_surviving(run, stop), run.poll
+    )
 
 
 def _cycle_surviving(run: PipelineRun, stop: threading.Event) -> bool:
@@ -353,6 +382,9 @@ def _assess(runs: list[PipelineRun]) -> Outcome:
         try:
             if isinstance(run.totals, RunTotals):
                 outcome.merge(permit_outcome(run.connection, run.totals.upload_failures))
+            elif isinstance(run.part, FileImporterRun) and isinstance(run.totals, FilesTotals):
+                retried, unlisted = run.totals.outcomes["retry"], run.part.unlisted
+                outcome.merge(files_outcome(run.connection, retried, unlisted))
             else:
                 put_off = run.totals.retrying + run.totals.released
                 outcome.merge(shipment_outcome(run.connection, put_off))
@@ -371,6 +403,8 @@ def _report(console: Console, runs: list[PipelineRun], outcome: Outcome) -> int:
 
 def _summary(run: PipelineRun) -> str:
     totals = run.totals
+    if isinstance(totals, FilesTotals):
+        return f"files: {totals.listed} new file(s) listed; {totals.summary}"
     if isinstance(totals, RunTotals):
         consumed = ", ".join(map(str, totals.processes_consumed)) or "none"
         return (

@@ -8,6 +8,14 @@ Every request waits for the shared rate limit, then asks the call's guard (harne
 whether it may still be sent: under a claim, only while the lease certainly holds for the whole
 request. Every wait goes through the guard too, so a stop or a lost lease ends it at once and a
 wait longer than the lease gives the work back instead of holding it.
+
+A request the client gave up on (a timeout, a dropped connection) may still reach DeTrack and be
+applied later, after requests sent since: DeTrack keys jobs by DO number and date and takes no
+precondition, so a late delete would remove the job that took the key meanwhile, a late create
+would bring back a job we deleted, a late update would undo a newer one. A call that changes
+DeTrack therefore ends only when its abandoned requests can no longer land: before its next try,
+and before it gives up, it waits out the lease's margin (the time a request may still be in the
+network, harness.runtime.leases), counted from when it gave up on the last one.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -23,7 +32,7 @@ from typing import Any, Protocol
 import httpx
 import psycopg
 
-from harness.runtime.leases import CallAbandoned, Unguarded
+from harness.runtime.leases import CallAbandoned, LeaseGuard, Unguarded
 from harness.shipments.limiter import RateLimiter
 
 ALREADY_TAKEN = "is already taken"
@@ -119,7 +128,7 @@ class DetrackClient:
         """POST /dn/jobs/bulk. Bulk create is not atomic: a 422 lists the jobs it created and
         the ones it refused. "is already taken" is checked against DeTrack before it counts."""
         guard = guard or Unguarded()
-        response = self._call("POST", "/dn/jobs/bulk", guard, json={"data": jobs})
+        response = self._call("POST", "/dn/jobs/bulk", guard, changes=True, json={"data": jobs})
         if response.status not in (200, 201, 422) or not isinstance(response.body, dict):
             return {job_key(job): _refused(response) for job in jobs}
         outcomes = {
@@ -144,7 +153,9 @@ class DetrackClient:
         self, items: list[dict[str, Any]], guard: CallGuard | None = None
     ) -> dict[tuple[str, str], JobOutcome]:
         """PUT /dn/jobs with [{"do_number", "date", "data": {...}}]."""
-        response = self._call("PUT", "/dn/jobs", guard or Unguarded(), json={"data": items})
+        response = self._call(
+            "PUT", "/dn/jobs", guard or Unguarded(), changes=True, json={"data": items}
+        )
         return self._per_item(items, response, ok="updated", on_codes={"not_found": "missing"})
 
     def delete_jobs(
@@ -154,7 +165,9 @@ class DetrackClient:
         DeTrack no longer has is as good as deleted."""
         if not keys:
             return {}
-        response = self._call("DELETE", "/dn/jobs", guard or Unguarded(), json={"data": keys})
+        response = self._call(
+            "DELETE", "/dn/jobs", guard or Unguarded(), changes=True, json={"data": keys}
+        )
         return self._per_item(
             keys, response, ok="deleted", on_codes={"undeletable": "kept", "not_found": "deleted"}
         )
@@ -264,10 +277,16 @@ class DetrackClient:
             )
         return outcomes
 
-    def _call(self, method: str, path: str, guard: CallGuard, **kwargs: Any) -> ApiResponse:
+    def _call(
+        self, method: str, path: str, guard: CallGuard, changes: bool = False, **kwargs: Any
+    ) -> ApiResponse:
         """Send with retries for transient failures; any other answer is returned. Raises
-        CallAbandoned when the guard forbids a request or a wait."""
+        CallAbandoned when the guard forbids a request or a wait. A call that ``changes``
+        DeTrack waits until the requests it gave up on can no longer land (module docstring)
+        before each retry and before it gives up."""
         failure = ""
+        in_flight = in_flight_seconds(guard) if changes else 0.0
+        given_up_at: float | None = None  # when the last request that may still land ended
         for attempt in range(self.policy.max_retries + 1):
             self._wait_for_slot(guard)
             guard.check()
@@ -277,9 +296,11 @@ class DetrackClient:
             except httpx.TimeoutException as error:
                 failure = f"{method} {path}: timeout ({type(error).__name__})"
                 status, body = 0, None
+                given_up_at = _given_up(error, given_up_at)
             except httpx.TransportError as error:
                 failure = f"{method} {path}: connection error ({type(error).__name__}: {error})"
                 status, body = 0, None
+                given_up_at = _given_up(error, given_up_at)
             else:
                 status, body = raw.status_code, _parse(raw)
                 retry_after = _retry_after(raw)
@@ -291,8 +312,14 @@ class DetrackClient:
                         self.throttled += 1
                     if retry_after:
                         self._limit(partial(self.limiter.delay_all, retry_after))
+            landed_by = given_up_at + in_flight if given_up_at is not None else 0.0
             if attempt < self.policy.max_retries:
-                self._pause(guard, self.policy.delay(attempt, retry_after), retry_after)
+                delay = self.policy.delay(attempt, retry_after)
+                self._pause(guard, max(delay, landed_by - time.monotonic()), retry_after)
+            elif (left := landed_by - time.monotonic()) > 0:
+                # nothing more is sent: the wait needs no lease, and a stop must not cut it
+                # short (the job would be due again while a request of ours may still land)
+                time.sleep(left)
         raise TransientFailure(f"{failure} after {self.policy.max_retries + 1} tries", status, body)
 
     @staticmethod
@@ -320,6 +347,20 @@ class DetrackClient:
             raise CallAbandoned(
                 f"the shared rate limit is unavailable: {error}".strip(), lease_lost=True
             ) from error
+
+
+def _given_up(error: httpx.TransportError, last: float | None) -> float | None:
+    """When the client gave up on a request that may still reach DeTrack: now, unless the
+    request never left (no connection was made)."""
+    if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return last
+    return time.monotonic()
+
+
+def in_flight_seconds(guard: CallGuard) -> float:
+    """How long after the client gave up on a request DeTrack may still apply it: the margin
+    of the lease the call runs under (a request still in the network); 0 under no lease."""
+    return guard.keeper.margin if isinstance(guard, LeaseGuard) else 0.0
 
 
 def _refused(response: ApiResponse) -> JobOutcome:

@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import psycopg
+import pytest
 
 from harness.demo.detrack_fake import DetrackFake, Fault
 from harness.ops.status import read_status
@@ -484,3 +485,90 @@ def test_a_drain_that_loses_the_database_leaves_its_leases_to_lapse(
     doomed.close()
     own.close()
     assert fake.create_count(row["job_number"], row["scheduled_ship_date"]) == 1
+
+
+# DeTrack applies the request 1 s after it arrived (a slow server, a request stuck in a proxy);
+# the client gave up on it after 0.2 s. The lease's margin (1 s for a 10 s lease) is the time a
+# request may still be in the network: this one lands within it.
+LATE = Fault(status=200, handle_first=True, hold=1.0)
+MARGIN_COVERS_LATE = replace(FAST_DISPATCH, lease_seconds=10.0)
+
+
+def drain_giving_up_early(conn: psycopg.Connection, fake: DetrackFake, max_retries: int) -> None:
+    make_dispatcher(
+        conn, fake, settings=MARGIN_COVERS_LATE, timeout=0.2, max_retries=max_retries
+    ).drain()
+
+
+def every_request_answered(fake: DetrackFake) -> None:
+    until(lambda: all(r.status is not None for r in fake.requests()))
+
+
+def test_a_delete_detrack_applies_late_never_removes_the_job_that_took_its_key(
+    conn: psycopg.Connection, fake: DetrackFake
+) -> None:
+    """A renumbered shipment: the old number's delete times out and is retried at once, the
+    retry succeeds and the new number's job is created under the same key. Had the call not
+    waited for its first delete to land, that delete would remove the new job (seen in the
+    random schedule on a busy machine: every job synced, one missing in DeTrack)."""
+    row = shipment()
+    insert_shipments(conn, [row])
+    make_dispatcher(conn, fake).drain()
+    conn.execute(
+        "UPDATE erp.shipment SET shipment_number = 99999 WHERE shipment_number = %s",
+        [row["shipment_number"]],
+    )
+    fake.inject(LATE, path_prefix="/dn/jobs")  # the old number's delete
+
+    drain_giving_up_early(conn, fake, max_retries=1)
+    every_request_answered(fake)
+
+    assert_detrack_matches_erp(conn, fake)
+    assert fake.job(row["job_number"], row["scheduled_ship_date"])["tracking_number"] == "99999"
+
+
+@pytest.mark.parametrize("max_retries", [0, 1], ids=["retried-later", "retried-at-once"])
+def test_a_create_detrack_applies_late_leaves_no_job_after_a_cancel(
+    conn: psycopg.Connection, fake: DetrackFake, max_retries: int
+) -> None:
+    """A create the client gave up on lands late: after the job's next attempt (time passes at
+    once, as a zero backoff allows), or after the call's own retry created the job. The ERP
+    then cancels the shipment; no job may come back after the cancel."""
+    row = shipment()
+    insert_shipments(conn, [row])
+    sync(conn)
+    fake.inject(LATE, path_prefix="/dn/jobs/bulk")
+    drain_giving_up_early(conn, fake, max_retries)
+    conn.execute("UPDATE delivery.job SET next_attempt_at = now()")  # time passes
+
+    conn.execute(
+        "UPDATE erp.shipment SET ship_via = 'COURIER' WHERE shipment_number = %s",
+        [row["shipment_number"]],
+    )
+    make_dispatcher(conn, fake).drain()
+    every_request_answered(fake)
+
+    assert_detrack_matches_erp(conn, fake)
+    assert fake.jobs() == []
+
+
+def test_an_update_detrack_applies_late_never_undoes_a_newer_one(
+    conn: psycopg.Connection, fake: DetrackFake
+) -> None:
+    row = shipment()
+    insert_shipments(conn, [row])
+    make_dispatcher(conn, fake).drain()
+    conn.execute(
+        "UPDATE erp.shipment SET ship_city = 'Version 2' WHERE shipment_number = %s",
+        [row["shipment_number"]],
+    )
+    fake.inject(LATE, path_prefix="/dn/jobs")
+    drain_giving_up_early(conn, fake, max_retries=1)
+    conn.execute(
+        "UPDATE erp.shipment SET ship_city = 'Version 3' WHERE shipment_number = %s",
+        [row["shipment_number"]],
+    )
+    make_dispatcher(conn, fake).drain()
+    every_request_answered(fake)
+
+    assert_detrack_matches_erp(conn, fake)

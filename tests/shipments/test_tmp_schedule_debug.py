@@ -36,11 +36,25 @@ def test_debug(db_url: str, fake: DetrackFake, seed: int, monkeypatch) -> None:
         return reply
 
     fake._api.dispatch = dispatch
+    sjitter = float(os.environ.get("DBG_SJITTER", "0"))
+    cjitter = float(os.environ.get("DBG_CJITTER", "0"))
+    jrng = random.Random(seed)
+    if sjitter:
+        orig_fake_dispatch = fake._dispatch
+
+        def slow_dispatch(request):
+            if jrng.random() < 0.2:
+                time.sleep(jrng.uniform(0, sjitter))
+            return orig_fake_dispatch(request)
+
+        fake._dispatch = slow_dispatch
     orig_request = httpx.Client.request
 
     def request(self, method, url, **kw):
         start = time.monotonic() - t0
         body = json.dumps(kw.get("json"))[:3000] if kw.get("json") is not None else str(kw.get("params"))
+        if cjitter:
+            time.sleep(random.uniform(0, cjitter))
         rid = f"{time.monotonic_ns()}-{threading.get_ident()}"
         kw["headers"] = {**(kw.get("headers") or {}), "X-Dbg-Id": rid}
         body = rid + " " + body
