@@ -500,6 +500,7 @@ class SftpSource(_BaseSource):
         sftp = self._connected()
         with sftp.open(_join(self.root, path), "rb") as remote:
             # read ahead, but at most 64 requests (of 32 KiB): memory stays bounded
+            _quiet_read_ahead(remote)
             remote.prefetch(max_concurrent_requests=64)
             while chunk := remote.read(CHUNK):
                 out.write(chunk)
@@ -522,6 +523,22 @@ class SftpSource(_BaseSource):
             if closable is not None:
                 with contextlib.suppress(Exception):
                     closable.close()
+
+
+def _quiet_read_ahead(remote: Any) -> None:
+    """paramiko sends read-ahead requests from a thread of its own, which dies with a traceback
+    on stderr when the connection drops; the reads here report that failure anyway, so the
+    thread ends quietly instead. (An instance attribute: paramiko starts the thread with
+    ``self._prefetch_thread``.)"""
+    import paramiko
+
+    send_requests = remote._prefetch_thread
+
+    def quietly(*args: Any) -> None:
+        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+            send_requests(*args)
+
+    remote._prefetch_thread = quietly
 
 
 # --- a local folder

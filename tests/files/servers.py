@@ -159,10 +159,25 @@ class _PasswordServer(asyncssh.SSHServer):
         return username == self.user and password == self.password
 
 
+class CuttingSFTPServer(asyncssh.SFTPServer):
+    """asyncssh's SFTP server, able to drop the whole SSH connection at the first read that
+    reaches past ``cut_after`` bytes of a file (set on the class, one-shot)."""
+
+    cut_after: int | None = None
+
+    def read(self, file_obj: object, offset: int, size: int) -> bytes:
+        limit = CuttingSFTPServer.cut_after
+        if limit is not None and offset + size > limit:
+            CuttingSFTPServer.cut_after = None
+            self.connection.abort()  # the TCP connection closes without an SFTP answer
+            raise asyncssh.SFTPConnectionLost("cut by the test")
+        return super().read(file_obj, offset, size)
+
+
 @contextmanager
 def sftp_server(root: Path, user: str, password: str) -> Iterator[SftpServer]:
     """An SSH server with only the SFTP subsystem, chrooted to ``root``, password auth, its own
-    event loop in a thread."""
+    event loop in a thread (CuttingSFTPServer.cut_after drops a download midway)."""
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
     host_key = asyncssh.generate_private_key("ssh-ed25519")
     loop = asyncio.new_event_loop()
@@ -175,7 +190,7 @@ def sftp_server(root: Path, user: str, password: str) -> Iterator[SftpServer]:
             HOST,
             0,
             server_host_keys=[host_key],
-            sftp_factory=lambda channel: asyncssh.SFTPServer(channel, chroot=str(root).encode()),
+            sftp_factory=lambda channel: CuttingSFTPServer(channel, chroot=str(root).encode()),
             allow_scp=False,
         )
 

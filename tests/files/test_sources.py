@@ -30,7 +30,13 @@ from harness.files.sources import (
     open_source,
 )
 from harness.s3 import make_client
-from tests.files.servers import closed_port, ftp_server, sftp_server, silent_server
+from tests.files.servers import (
+    CuttingSFTPServer,
+    closed_port,
+    ftp_server,
+    sftp_server,
+    silent_server,
+)
 
 USER = "importer"
 PASSWORD = "s3cret-Pa55w0rd"
@@ -336,6 +342,31 @@ def test_ftp_password_from_the_environment(ftp, monkeypatch: pytest.MonkeyPatch)
 def sftp(tmp_path: Path, tree: dict[str, bytes]) -> Iterator:
     with sftp_server(tmp_path / "served", USER, PASSWORD) as server:
         yield server
+
+
+# paramiko's read-ahead thread must not die with a traceback on stderr
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+def test_sftp_connection_dropped_mid_download_leaves_nothing_then_retry_succeeds(
+    sftp, tmp_path: Path, big: bytes
+) -> None:
+    """The SSH connection dies after 1 MiB of the file: the fetch is a network failure, no
+    partial file stays, nothing is printed, and the next fetch connects again and gets the
+    whole file."""
+    into = tmp_path / "big.bin"
+    with open_source(sftp.url(query="insecure_host_key=true")) as source:
+        [file] = source.list("big.bin")
+        CuttingSFTPServer.cut_after = 1024 * 1024
+        try:
+            with pytest.raises(SourceUnavailable) as caught:
+                source.fetch(file, into)
+        finally:
+            CuttingSFTPServer.cut_after = None
+        assert caught.value.error_class == "network"
+        assert_no_secret(caught.value)
+        assert not into.exists()
+        assert leftovers(tmp_path) == []
+        assert source.fetch(file, into) == BIG_SIZE
+    assert sha256(into.read_bytes()) == sha256(big)
 
 
 def test_sftp_host_key_not_the_known_one_is_refused(sftp, tmp_path: Path) -> None:
