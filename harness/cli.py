@@ -23,7 +23,7 @@ from harness.commands.cutover import cutover_app
 from harness.commands.db import db_app
 from harness.commands.di import di_app
 from harness.commands.extract import extract
-from harness.commands.files import files_app
+from harness.commands.files import files_app, run_files
 from harness.commands.operations import alerts_app, cancel, report_app, retry, verify
 from harness.commands.permits import permits_app, run_permits
 from harness.commands.serve import serve
@@ -60,6 +60,7 @@ run_app = typer.Typer(
 )
 run_app.command("permits")(run_permits)
 run_app.command("shipments")(run_shipments)
+run_app.command("files")(run_files)
 app.add_typer(db_app, name="db")
 app.add_typer(di_app, name="di")
 app.add_typer(cutover_app, name="cutover")
@@ -100,10 +101,11 @@ def run_all(
         bool, typer.Option("--loop", help="Keep running: wake on NOTIFY, else poll 1..300 s.")
     ] = False,
 ) -> None:
-    """Both pipelines side by side in one worker, with housekeeping (lag alerts, scheduled
-    retry of dead letters, alert mail). Exit 0 all due work handled, 1 dead letters or refused
-    jobs exist (listed), 2 bad configuration, 3 S3, DeTrack or the database unreachable and work
-    waits. PGFERRY_PIPELINES=permits or =shipments runs one of them."""
+    """The pipelines side by side in one worker (PGFERRY_PIPELINES, default permits,shipments;
+    files too when named), with housekeeping (lag alerts, scheduled retry of dead letters,
+    alert mail). Exit 0 all due work handled, 1 dead letters or refused jobs exist (listed), 2
+    bad configuration, 3 S3, DeTrack, a file source or the database unreachable and work
+    waits."""
     if ctx.invoked_subcommand is not None:
         return
     raise typer.Exit(start_worker(console, out, loop=loop))

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from harness.commands.common import EXIT_PROBLEM, console, out, require_database
+from harness.commands.common import EXIT_PROBLEM, console, out, require_database, start_worker
 
 files_app = typer.Typer(
     help="The file importer: files from FTP, SFTP, a folder or S3 into target tables.",
@@ -76,6 +76,21 @@ def run(
         console.print(escape(line), highlight=False)
     if outcome.code:
         raise typer.Exit(outcome.code)
+
+
+def run_files(
+    loop: Annotated[
+        bool,
+        typer.Option("--loop", help="Keep running: list the sources every FILES_LIST_SECONDS."),
+    ] = False,
+) -> None:
+    """The file importer in the worker (`harness run` with PGFERRY_PIPELINES=files).
+
+    Exit 0 when every file due was imported, 1 when dead letters exist (listed), 2 on bad
+    configuration, 3 when a source could not be listed, files wait for a retry, or the
+    database could not be reached.
+    """
+    raise typer.Exit(start_worker(console, out, loop=loop, pipelines=["files"]))
 
 
 @files_app.command("status")

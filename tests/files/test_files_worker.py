@@ -1,5 +1,5 @@
-"""The file importer inside `harness run`, as PGFERRY_PIPELINES=files (or beside the others)
-asks: a one-off run imports what is there and says what is dead; a long-running worker lists
+"""The file importer inside `harness run` (`harness run files`, or PGFERRY_PIPELINES naming
+files): a one-off run imports what is there and says what is dead; a long-running worker lists
 the sources again every FILES_LIST_SECONDS and imports a file that arrives while it runs."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def test_a_one_off_run_imports_the_files_and_names_the_dead_ones(site: Site) -> 
     (site.folder / "good.csv").write_bytes(csv_bytes(rows(1, 40)))
     (site.folder / "bad.csv.gz").write_bytes(gzip.compress(csv_bytes(rows(100, 40)))[:-10])
 
-    ran = run_harness({**site.env, "PGFERRY_PIPELINES": "files"}, "run")
+    ran = run_harness(site.env, "run", "files")
 
     assert ran.returncode == 1, ran.stderr
     assert "files: 2 new file(s) listed; 1 dead, 1 imported" in ran.stdout
