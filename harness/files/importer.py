@@ -261,26 +261,43 @@ class Importer:
         """One read of the file checks it and COPYs it, in a transaction of a connection of its
         own that stays open while the checked steps are recorded and the raw file is stored;
         then files.begin_load (under the row's lock: the same content is never merged twice,
-        an older version never over a newer one), the merge and the last two steps commit with
+        an older version never over a newer), the merge and the last two steps commit with
         the rows. A refusal anywhere rolls the rows back."""
-        with self._loading() as loading, loading.transaction():
-            copied = self._copy_checked(loading, source, target, local)
-            self._record_checked(file, token, copied.checked)
-            if not file.done("stored"):
-                detail = self._store(file, source, local)
-                if self._record(self.connection, file, token, "stored", detail) != "recorded":
-                    raise _Abandoned("fenced")
-            answer = loading.execute(
-                "SELECT files.begin_load(%s, %s)", [file.file_id, token]
-            ).fetchone()[0]
-            if answer != "load":
-                raise _Abandoned(answer)
-            merged = copied.merged if copied.straight else _merge(loading, target)
-            for step, detail in (("loaded", {"rows": copied.rows}), ("merged", merged)):
-                if self._record(loading, file, token, step, detail) != "recorded":
-                    raise _Abandoned("fenced")  # another worker has the file: none commits
+        try:
+            with self._loading() as loading, loading.transaction():
+                copied = self._copy_checked(loading, source, target, local)
+                self._record_checked(file, token, copied.checked)
+                if not file.done("stored"):
+                    detail = self._store(file, source, local)
+                    if self._record(self.connection, file, token, "stored", detail) != "recorded":
+                        raise _Abandoned("fenced")
+                answer = loading.execute(
+                    "SELECT files.begin_load(%s, %s)", [file.file_id, token]
+                ).fetchone()[0]
+                if answer != "load":
+                    raise _Abandoned(answer)
+                merged = copied.merged if copied.straight else _merge(loading, target)
+                for step, detail in (("loaded", {"rows": copied.rows}), ("merged", merged)):
+                    if self._record(loading, file, token, step, detail) != "recorded":
+                        raise _Abandoned("fenced")  # another worker has the file: none commits
+        except _Abandoned as abandoned:
+            if abandoned.answer == "fenced":
+                raise
+            return self._settle(file, token)
         reach("files_after_merge_commit")
         return "imported"
+
+    def _settle(self, file: Claimed, token: int) -> str:
+        """A duplicate or superseded file: the rows it COPYed were rolled back with the
+        transaction, so files.begin_load gives its verdict again, in a transaction of its own
+        that commits it (the file marked, its lease released)."""
+        answer = self.connection.execute(
+            "SELECT files.begin_load(%s, %s)", [file.file_id, token]
+        ).fetchone()[0]
+        if answer == "load":  # the verdict went meanwhile: the file is tried again
+            message = "the file was a duplicate or superseded, then not; tried again"
+            return self._fail(file, token, "loaded", "database", message, True)
+        return answer
 
     def _loading(self) -> psycopg.Connection:
         """The loading transaction's own connection: the steps recorded meanwhile commit on

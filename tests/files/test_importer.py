@@ -285,6 +285,11 @@ def test_a_version_overtaken_while_in_flight_is_not_merged(setup: Setup) -> None
         assert importer.import_file(v1, token) == "superseded"
 
     assert setup.target() == [("1", "new address, a longer one", "2.00")]
+    with connect(setup.url) as conn:
+        states = conn.execute(
+            "SELECT state, lease_token FROM files.file ORDER BY modified_at"
+        ).fetchall()
+    assert states == [("superseded", None), ("imported", None)]
 
 
 def test_a_load_that_takes_fewer_rows_than_were_validated_is_refused(setup: Setup) -> None:
