@@ -1,12 +1,15 @@
--- files.begin_load: called first in the transaction that loads and merges file p_file_id (after
--- its 'stored' step): holds the file's content (source and SHA-256) until that transaction
--- ends, so two files of the same content are never merged at once, then answers:
---   'load'      go on: COPY, etl.merge_table, files.record_step 'loaded' and 'merged';
+-- files.begin_load: called in the transaction that loads and merges file p_file_id (after its
+-- 'stored' step, before the merge; the rows may be COPYed already): holds the file's content
+-- (source and SHA-256) until that transaction ends, so two files of the same content are never
+-- merged at once, then answers:
+--   'load'      go on: etl.merge_table, files.record_step 'loaded' and 'merged';
 --   'duplicate' the same content of the same source was imported meanwhile (by another file
 --               that a concurrent worker merged first): the file is marked a duplicate of it
---               here, and the caller commits without merging;
+--               here; the caller commits this without the rows (it rolls the rows back and
+--               calls again in a transaction of its own);
 --   'superseded' a newer version of the same path was listed: this one is not merged (it would
---               put older data over newer), and is marked superseded here; the caller commits;
+--               put older data over newer), and is marked superseded here; committed the same
+--               way;
 --   'fenced'    the file no longer carries the token: the caller rolls back.
 -- The file's row stays locked until the transaction ends, so no claim can take the file over
 -- while it is being merged (files.claim_files skips locked rows). Transaction-level locks only:
@@ -29,8 +32,8 @@ BEGIN
     -- the content first (it may wait for another worker's whole merge), then the row, and the
     -- token checked again: the lease may have gone to another worker meanwhile
     PERFORM pg_advisory_xact_lock(hashtextextended(v_file.source || '/' || v_file.sha256, 0));
-    SELECT * INTO v_file FROM files.file WHERE file_id = p_file_id FOR UPDATE;
-    IF v_file.state <> 'claimed' OR v_file.lease_token IS DISTINCT FROM p_lease_token THEN
+    v_file := files.held_file(p_file_id, p_lease_token);
+    IF v_file.file_id IS NULL THEN
         RETURN 'fenced';
     END IF;
     IF EXISTS (SELECT FROM files.file AS n

@@ -18,7 +18,7 @@ SET search_path = pg_catalog, pg_temp
 AS $function$
 #variable_conflict use_column
 DECLARE
-    v_spent record;
+    v_spent files.file;
 BEGIN
     IF p_worker IS NULL OR p_limit IS NULL OR p_limit < 1 OR p_lease IS NULL
        OR p_lease <= interval '0' OR p_lease_token IS NULL THEN
@@ -30,29 +30,18 @@ BEGIN
         RETURN;
     END IF;
     FOR v_spent IN
-        UPDATE files.file AS f
-           SET state = 'dead', error_class = 'lease_expired',
-               error = format('its lease expired %s times: a worker died on it, or took longer'
-                              ' than its lease, each time', f.attempts),
-               lease_worker = NULL, lease_token = NULL, lease_expires_at = NULL
-          FROM files.source AS s
-         WHERE s.name = f.source AND f.attempts >= s.max_attempts
-           AND f.file_id IN (SELECT h.file_id FROM files.file AS h
-                              WHERE h.state = 'claimed' AND h.lease_expires_at < now()
-                                FOR UPDATE SKIP LOCKED)
-        RETURNING f.file_id, f.source, f.path, f.error, f.step
+        SELECT f.*
+          FROM files.file AS f
+          JOIN files.source AS s ON s.name = f.source
+         WHERE f.state = 'claimed' AND f.lease_expires_at < now() AND f.attempts >= s.max_attempts
+           FOR UPDATE OF f SKIP LOCKED
     LOOP
-        INSERT INTO etl.journal (pipeline, item_id, step, detail)
-        VALUES ('files', v_spent.file_id, 'dead',
-                jsonb_build_object('error_class', 'lease_expired', 'message', v_spent.error));
-        PERFORM etl.queue_alert(
-            'files_dead',
-            format('pgferry: file %s of source %s is a dead letter', v_spent.path,
-                   v_spent.source),
-            format('%s (last step done: %s). Raise FILES_LEASE_SECONDS if files take that long,'
-                   ' then: harness files requeue %s', v_spent.error,
-                   coalesce(v_spent.step, 'none'), v_spent.file_id),
-            'files');
+        PERFORM files.bury(
+            v_spent, 'lease_expired',
+            format('its lease expired %s times: a worker died on it, or took longer than its'
+                   ' lease, each time', v_spent.attempts),
+            format('Its lease expired %s times (last step done: %s). Raise FILES_LEASE_SECONDS'
+                   ' if files take that long.', v_spent.attempts, coalesce(v_spent.step, 'none')));
     END LOOP;
     RETURN QUERY
     WITH candidate AS (

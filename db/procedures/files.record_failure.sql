@@ -19,9 +19,8 @@ DECLARE
     v_attempts integer;
     v_retry_at timestamptz;
 BEGIN
-    SELECT * INTO v_file FROM files.file WHERE file_id = p_file_id FOR UPDATE;
-    IF NOT FOUND OR v_file.state <> 'claimed' OR v_file.lease_token IS DISTINCT FROM p_lease_token
-    THEN
+    v_file := files.held_file(p_file_id, p_lease_token);
+    IF v_file.file_id IS NULL THEN
         RETURN 'fenced';
     END IF;
     SELECT max_attempts INTO v_attempts FROM files.source WHERE name = v_file.source;
@@ -46,35 +45,17 @@ BEGIN
             jsonb_build_object('step', p_step, 'error_class', p_error_class,
                                'message', p_message, 'attempt', v_file.attempts,
                                'worker', v_file.lease_worker, 'retry_at', v_retry_at));
-    UPDATE files.file
-       SET state = CASE WHEN v_retry_at IS NULL THEN 'dead' ELSE 'pending' END,
-           next_attempt_at = coalesce(v_retry_at, next_attempt_at),
-           error_class = p_error_class, error = p_message, lease_worker = NULL,
-           lease_token = NULL, lease_expires_at = NULL
-     WHERE file_id = p_file_id;
     IF v_retry_at IS NOT NULL THEN
+        UPDATE files.file
+           SET state = 'pending', next_attempt_at = v_retry_at, error_class = p_error_class,
+               error = p_message, lease_worker = NULL, lease_token = NULL,
+               lease_expires_at = NULL
+         WHERE file_id = p_file_id;
         RETURN 'retry';
     END IF;
-    INSERT INTO etl.journal (pipeline, item_id, step, detail)
-    VALUES ('files', p_file_id, 'dead', jsonb_build_object('error_class', p_error_class));
-    PERFORM etl.log_error(
-        p_object_name => 'harness files',
-        p_sqlstate    => CASE p_error_class WHEN 'network' THEN '08006'
-                                            WHEN 'auth' THEN '28000'
-                                            WHEN 'missing' THEN '58P01'
-                                            WHEN 'storage' THEN '58030'
-                                            ELSE '22000' END,
-        p_message     => format('file %s of source %s: %s', v_file.path, v_file.source,
-                                p_message),
-        p_detail      => format('step: %s; error class: %s; attempts: %s', p_step,
-                                p_error_class, v_file.attempts),
-        p_row_key     => jsonb_build_object('file_id', p_file_id));
-    PERFORM etl.queue_alert(
-        'files_dead',
-        format('pgferry: file %s of source %s is a dead letter', v_file.path, v_file.source),
-        format('Step %s failed (%s): %s. After fixing the cause: harness files requeue %s',
-               p_step, p_error_class, p_message, p_file_id),
-        'files');
+    PERFORM files.bury(v_file, p_error_class, p_message,
+                       format('Step %s failed (%s) at attempt %s: %s. Fix the cause.', p_step,
+                              p_error_class, v_file.attempts, p_message));
     RETURN 'dead';
 END
 $function$;

@@ -24,9 +24,8 @@ DECLARE
     v_next  integer := array_position(c_steps, p_step);
     v_twin  bigint;
 BEGIN
-    SELECT * INTO v_file FROM files.file WHERE file_id = p_file_id FOR UPDATE;
-    IF NOT FOUND OR v_file.state <> 'claimed' OR v_file.lease_token IS DISTINCT FROM p_lease_token
-    THEN
+    v_file := files.held_file(p_file_id, p_lease_token);
+    IF v_file.file_id IS NULL THEN
         RETURN 'fenced';
     END IF;
     v_done := coalesce(array_position(c_steps, v_file.step), 0);

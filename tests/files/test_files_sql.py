@@ -169,6 +169,10 @@ def test_a_file_whose_lease_expired_max_attempts_times_is_a_dead_letter(
     assert (state, error_class) == ("dead", "lease_expired")
     alerts = conn.execute("SELECT body FROM etl.alert WHERE pipeline = 'files'").fetchall()
     assert len(alerts) == 1 and "FILES_LEASE_SECONDS" in alerts[0][0]
+    logged = conn.execute(
+        "SELECT row_key FROM etl.error_log WHERE object_name = 'harness files'"
+    ).fetchall()
+    assert logged == [({"file_id": file_id},)]
 
 
 def test_the_backoff_stays_within_an_hour_however_many_attempts(
