@@ -212,7 +212,7 @@ class Importer:
 
     def import_file(self, file: Claimed, token: int) -> str:
         local = self.scratch / f"{file.file_id}-{PurePosixPath(file.path).name}"
-        step = "downloaded"
+        at = _At("downloaded")  # the step under way: a failure is recorded as its
         try:
             source = self._source(file.source)
             target = resolve_table(
@@ -227,36 +227,41 @@ class Importer:
                     if answer != "recorded":
                         return answer
                     file = _after(file, "downloaded", detail)
-            step = "unpacked"
-            return self._load_and_merge(file, token, source, target, local)
+            at.step = "unpacked"
+            return self._load_and_merge(file, token, source, target, local, at)
         except _Abandoned as abandoned:
             return abandoned.answer
         except FileRefused as refused:
-            step = "validated" if isinstance(refused, WrongFormat) else step
+            step = "validated" if isinstance(refused, WrongFormat) else at.step
             return self._fail(file, token, step, refused.error_class, str(refused), False)
         except (FilesConfigError, SourceConfigError, LookupError) as unset:  # waits for a fix
-            return self._fail(file, token, step, "config", first_line(unset), True)
+            return self._fail(file, token, at.step, "config", first_line(unset), True)
         except SourceUnavailable as failed:
             retry = failed.error_class == "network"
-            return self._fail(file, token, step, failed.error_class, str(failed), retry)
+            return self._fail(file, token, at.step, failed.error_class, str(failed), retry)
         except (Boto3Error, BotoCoreError, ClientError, ObjectMismatch) as failed:
-            return self._fail(file, token, step, "storage", first_line(failed), True)
+            return self._fail(file, token, at.step, "storage", first_line(failed), True)
         except (psycopg.Error, LoadMismatch, UnicodeDecodeError) as failed:
             if self.connection.broken:
                 raise  # nothing can be recorded: the lease lapses, another worker goes on
             # a lock or statement timeout, a deadlock, a lost connection: try again; anything
             # else is the file's
             retry = isinstance(failed, psycopg.OperationalError)
-            return self._fail(
-                file, token, step, "database" if retry else "import", first_line(failed), retry
-            )
+            kind = "database" if retry else "import"
+            return self._fail(file, token, at.step, kind, first_line(failed), retry)
         except OSError as failed:  # the local copy: a full disk, a scratch folder gone
-            return self._fail(file, token, step, "local", first_line(failed), True)
+            return self._fail(file, token, at.step, "local", first_line(failed), True)
         finally:
             local.unlink(missing_ok=True)
 
     def _load_and_merge(
-        self, file: Claimed, token: int, source: FileSource, target: Target, local: Path
+        self,
+        file: Claimed,
+        token: int,
+        source: FileSource,
+        target: Target,
+        local: Path,
+        at: _At,
     ) -> str:
         """One read of the file checks it and COPYs it, in a transaction of a connection of its
         own that stays open while the checked steps are recorded and the raw file is stored;
@@ -267,10 +272,12 @@ class Importer:
             with self._loading() as loading, loading.transaction():
                 copied = self._copy_checked(loading, source, target, local)
                 self._record_checked(file, token, copied.checked)
+                at.step = "stored"
                 if not file.done("stored"):
                     detail = self._store(file, source, local)
                     if self._record(self.connection, file, token, "stored", detail) != "recorded":
                         raise _Abandoned("fenced")
+                at.step = "loaded"
                 answer = loading.execute(
                     "SELECT files.begin_load(%s, %s)", [file.file_id, token]
                 ).fetchone()[0]
@@ -440,6 +447,11 @@ def _server_encoding(encoding: str) -> str:
             f" use one of {', '.join(sorted(SERVER_ENCODINGS))}"
         )
     return SERVER_ENCODINGS[name]
+
+
+@dataclass
+class _At:
+    step: str
 
 
 @dataclass(frozen=True)

@@ -230,6 +230,11 @@ def test_a_store_outage_is_retried_and_the_retry_checks_its_new_copy_again(
 
     assert setup.files()["a.csv"] == ("pending", "validated", "storage", False)
     assert setup.target() == []
+    with connect(setup.url) as conn:
+        failed_step = conn.execute(
+            "SELECT detail ->> 'step' FROM etl.journal WHERE pipeline = 'files' AND step = 'failed'"
+        ).fetchone()[0]
+    assert failed_step == "stored"
     setup.raw = RawStore(setup.raw.client, real_bucket)
     with connect(setup.url) as conn:
         conn.execute("UPDATE files.file SET next_attempt_at = now()")  # the backoff is over
