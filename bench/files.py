@@ -4,9 +4,11 @@
 Input: a gzipped CSV (pid, address, assessed, zoned, updated; N rows, default 10,000,000, about
 1 GB unpacked) written in a folder, streaming. The bare pipe COPYs it into an empty table shaped
 like the target (primary key pid). The importer (harness.files.importer.Importer, in this
-process) takes it through every step: the folder source, SHA-256, the unpack pass, the CSV
-validation pass, the raw copy to SeaweedFS (`weed mini`, a separate process, so its memory is
-not this process's), the COPY into a temporary table and etl.merge_table into the empty target.
+process) takes it through every step: the folder source and SHA-256, then one read of the file
+that checks it (gzip to its CRC, the caps, the CSV) and COPYs it straight into the empty target
+(harness.di.first_load), the raw copy to SeaweedFS (`weed mini`, a separate process, so its
+memory is not this process's), and the commit. The bare pipe runs before and after the import
+(the machine's noise shows in the two); the ratio is taken against the faster of them.
 Peak RSS is this process's (ru_maxrss) after the import, measured before anything else big.
 Targets: peak RSS <= 200 MB; import throughput >= 0.70 of the bare pipe's.
 
@@ -68,6 +70,7 @@ def write_file(path: Path, rows: int) -> None:
 def bare_pipe(url: str, path: Path) -> float:
     """gunzip | psql COPY into an empty table shaped like the target."""
     with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS bare")
         conn.execute(TABLE.format(name="bare", stamps=""))
         conn.execute("CHECKPOINT")
     started = time.perf_counter()
@@ -113,7 +116,7 @@ def main() -> None:
             client = make_client(weed.endpoint_url)
             client.create_bucket(Bucket="raw")
             client.put_object(Bucket="raw", Key="warm-up", Body=b"x")  # the bucket's volumes
-            pipe = bare_pipe(url, path)
+            pipes = [bare_pipe(url, path)]
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("CREATE SCHEMA app")
                 conn.execute(TABLE.format(name="app.property", stamps=STAMPS))
@@ -131,12 +134,17 @@ def main() -> None:
                     "SELECT step, extract(epoch FROM at - lag(at) OVER (ORDER BY journal_id))"
                     " FROM etl.journal WHERE pipeline = 'files' ORDER BY journal_id"
                 ).fetchall()
+            pipes.append(bare_pipe(url, path))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if dict(outcomes) != {"imported": 1} or loaded != args.rows:
         raise RuntimeError(f"import: {dict(outcomes)}, {loaded:,} rows of {args.rows:,}")
+    pipe = min(pipes)
     ratio = pipe / seconds
-    print(f"bare pipe gunzip | psql COPY : {pipe:7.1f} s  {args.rows / pipe:12,.0f} rows/s")
+    print(
+        f"bare pipe gunzip | psql COPY : {pipe:7.1f} s  {args.rows / pipe:12,.0f} rows/s"
+        f"   (before and after the import: {pipes[0]:.1f} s, {pipes[1]:.1f} s)"
+    )
     print(f"harness files import        : {seconds:7.1f} s  {args.rows / seconds:12,.0f} rows/s")
     verdict = "met" if ratio >= TARGET_RATIO else "MISSED"
     print(f"ratio import / bare pipe    : {ratio:.2f}   (target >= {TARGET_RATIO:.2f}: {verdict})")
