@@ -5,7 +5,8 @@ when named.
 Each pipeline runs in a thread of its own with connections of its own, so neither waits for the
 other: a 100,000-permit backlog never delays a DeTrack job, and DeTrack's 60-a-minute limit never
 delays a permit. Housekeeping (lag alerts, the scheduled requeue of dead letters, alert mail)
-runs beside them: after the drains in a one-off run, every HOUSEKEEPING_SECONDS in a loop.
+runs beside them: after the drains in a one-off run, every HOUSEKEEPING_SECONDS in a loop, by
+one worker of the deployment at a time (the leader, etl.take_lead).
 
 A long-running worker survives the database going away: a cycle that loses its connection logs
 it, waits (1 s doubling to 60 s) and reconnects; the work waits in the database meanwhile.
@@ -59,6 +60,8 @@ from harness.shipments.service import build_dispatcher, check_lease_covers_calls
 
 log = logging.getLogger(__name__)
 HOUSEKEEPING_SECONDS = 30.0
+# a leader that stops renewing (died, hung, cut off) is replaced within this
+LEAD_SECONDS = 3 * HOUSEKEEPING_SECONDS
 PIPELINES = ("permits", "shipments", "files")
 DEFAULT_PIPELINES = ("permits", "shipments")
 CHANNELS = {
@@ -193,7 +196,7 @@ def run_worker(
         except psycopg.OperationalError as error:
             return _report(results or console, [], database_unreachable(error))
         try:
-            _run_side_by_side(runs, database_url, stop, loop, settings.alerts)
+            _run_side_by_side(runs, database_url, stop, loop, settings.alerts, worker)
             outcome = _assess(runs)
         finally:
             for run in runs:
@@ -251,6 +254,7 @@ def _run_side_by_side(
     stop: threading.Event,
     loop: bool,
     alerts: AlertSettings,
+    worker: str,
 ) -> None:
     threads = [
         threading.Thread(
@@ -260,7 +264,7 @@ def _run_side_by_side(
     ]
     for thread in threads:
         thread.start()
-    housekeeper = Housekeeper(database_url, alerts, [r.name for r in runs])
+    housekeeper = Housekeeper(database_url, alerts, [r.name for r in runs], worker)
     if loop:
         while not stop.wait(HOUSEKEEPING_SECONDS):
             housekeeper.run_guarded()
@@ -321,26 +325,40 @@ def _lost_database(error: BaseException) -> bool:
 class Housekeeper:
     """Lag alerts, the scheduled requeue of dead letters (every DEAD_LETTER_RETRY_MINUTES, at
     most DEAD_LETTER_RETRY_CAP times per letter), the error counts folded (what the console's
-    failures page reads), then mail what is queued."""
+    failures page reads), then mail what is queued; by the leader only (etl.take_lead: one
+    worker of the deployment at a time, another within LEAD_SECONDS of its end)."""
 
-    def __init__(self, database_url: str, alerts: AlertSettings, pipelines: list[str]) -> None:
+    ROLE = "housekeeping"
+
+    def __init__(
+        self, database_url: str, alerts: AlertSettings, pipelines: list[str], worker: str
+    ) -> None:
         self.database_url = database_url
         self.alerts = alerts
         self.pipelines = pipelines
+        self.worker = worker
         self.sent = 0
         self.requeued = 0
         self._last_requeue = float("-inf")
         self._connection: psycopg.Connection | None = None
 
-    def run_guarded(self) -> None:
+    def run_guarded(self) -> bool:
         try:
-            self.run()
+            return self.run()
         except psycopg.OperationalError as error:
             log.warning("housekeeping skipped: database unreachable", extra={"error": str(error)})
             self.close()
+            return False
 
-    def run(self) -> None:
+    def run(self) -> bool:
+        """Housekeeping, when this worker leads; whether it did."""
         connection = self._connect()
+        led = connection.execute(
+            "SELECT etl.take_lead(%s, %s, %s)",
+            [self.ROLE, self.worker, timedelta(seconds=LEAD_SECONDS)],
+        ).fetchone()[0]
+        if led is None:
+            return False
         connection.execute(
             "SELECT * FROM etl.queue_lag_alerts(%s)",
             [timedelta(minutes=self.alerts.alert_lag_minutes)],
@@ -355,9 +373,14 @@ class Housekeeper:
             self._last_requeue = time.monotonic()
         connection.execute("SELECT etl.compact_error_causes()")
         self.sent += send_pending_alerts(connection, self.alerts).sent
+        return True
 
     def close(self) -> None:
+        """Give the lead up (another worker leads at once, not after LEAD_SECONDS) and the
+        connection."""
         if self._connection is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._connection.execute("SELECT etl.resign_lead(%s, %s)", [self.ROLE, self.worker])
             self._connection.close()
             self._connection = None
 

@@ -42,6 +42,8 @@ WORKER_ROUTINES = LOADER_ROUTINES | {
     "etl.raise_logged_error(bigint)",
     "etl.worker_heartbeat(text,text,integer,text[])",
     "etl.worker_stopped(text)",
+    "etl.take_lead(text,text,interval)",
+    "etl.resign_lead(text,text)",
     "etl.compact_error_causes()",
     "etl.end_di_run(bigint,text,bigint,text)",
     "etl.record_cutover_check(boolean,jsonb)",
