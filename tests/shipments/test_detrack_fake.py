@@ -497,3 +497,21 @@ def test_slow_success_processes_before_the_client_gives_up(
         client.post("/dn/jobs", json={"data": job("SLOW-2")}, timeout=0.2)
 
     assert fake.job("SLOW-2", DAY) is not None
+
+
+def test_a_held_request_is_applied_after_the_client_gave_up_and_after_later_requests(
+    fake: DetrackFake, client: httpx.Client
+) -> None:
+    create(client, "HELD-1")
+    fake.inject(Fault(status=200, handle_first=True, hold=0.5), path_prefix="/dn/jobs")
+
+    with pytest.raises(httpx.ReadTimeout):
+        client.request("DELETE", "/dn/jobs/HELD-1", timeout=0.2)
+    assert fake.job("HELD-1", DAY) is not None  # not applied yet
+    assert create(client, "HELD-2").status_code == 201  # a later request goes first
+
+    deadline = time.monotonic() + 5
+    while fake.requests()[1].status is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert fake.job("HELD-1", DAY) is None  # the delete landed after all
+    assert fake.job("HELD-2", DAY) is not None

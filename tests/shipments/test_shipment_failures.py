@@ -24,6 +24,7 @@ from tests.support.shipments import (
 )
 
 DATE = "2026-11-23"
+SHORT_LEASE = replace(FAST_DISPATCH, lease_seconds=5.0)
 
 
 def assert_created_once(fake: DetrackFake, conn: psycopg.Connection, rows: list[dict]) -> None:
@@ -55,7 +56,9 @@ def test_a_failed_bulk_create_is_retried_without_duplicates(
     insert_shipments(conn, rows)
     fake.inject(fault, times=3, path_prefix="/dn/jobs/bulk")
 
-    totals = make_dispatcher(conn, fake, timeout=0.3).drain()
+    # after a timeout or a dropped connection each retry waits out the lease's margin (a
+    # request may still land): a 5 s lease keeps that at 0.5 s
+    totals = make_dispatcher(conn, fake, settings=SHORT_LEASE, timeout=0.3).drain()
 
     assert (totals.synced, totals.failed, totals.retrying) == (5, 0, 0)
     assert_created_once(fake, conn, rows)
