@@ -12,6 +12,7 @@ import sys
 import psycopg
 from rich.console import Console
 
+from harness import connections
 from harness.config import collect, database_url, redacted
 
 # Exit codes a scheduler can act on (harness.runtime.outcome has the table for `harness run`).
@@ -71,7 +72,7 @@ def check_revision(url: str) -> None:
 def _stamped_revision(url: str) -> str | None:
     """The revision in public.alembic_version (None: never migrated). A pgferry_worker that
     may not read it is on a database deployed before revision 0009 granted it: behind."""
-    with psycopg.connect(url, autocommit=True) as connection:
+    with connections.connect(url, autocommit=True) as connection:
         if connection.execute("SELECT to_regclass('public.alembic_version')").fetchone()[0] is None:
             return None
         try:

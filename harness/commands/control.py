@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import psycopg
 import typer
 
+from harness import connections
 from harness.commands.common import out, require_database
 
 PIPELINE = Annotated[str, typer.Argument(help="permits or shipments.")]
@@ -37,5 +37,5 @@ def resume(pipeline: PIPELINE, reason: REASON) -> None:
 def _act(function: str, pipeline: str, reason: str) -> int:
     if not reason.strip():
         raise typer.BadParameter("say why: --reason TEXT (it is journaled)", param_hint="--reason")
-    with psycopg.connect(require_database(), autocommit=True) as connection:
+    with connections.connect(require_database(), autocommit=True) as connection:
         return connection.execute(f"SELECT {function}(%s, %s)", [pipeline, reason]).fetchone()[0]

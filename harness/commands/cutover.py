@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Annotated
 
-import psycopg
 import typer
 from rich.markup import escape
 
+from harness import connections
 from harness.commands.common import EXIT_PROBLEM, out, require_database
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def verify(
     from harness.di.schedule import select
 
     url = require_database()
-    with psycopg.connect(url, autocommit=True) as connection:
+    with connections.connect(url, autocommit=True) as connection:
         chosen = [
             p
             for p in select(load_processes(connection), names or [], None)

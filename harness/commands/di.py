@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from harness import connections
 from harness.commands.common import EXIT_PROBLEM, console, out, require_database
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ def list_processes() -> None:
     """The declared DI processes: source, CDC, target, key, group and dependencies."""
     from harness.di.metadata import load_processes
 
-    with psycopg.connect(require_database(), autocommit=True) as connection:
+    with connections.connect(require_database(), autocommit=True) as connection:
         processes = load_processes(connection)
     table = Table(title="DI processes")
     for column in ("process", "group", "source", "reads", "CDC", "into", "key", "after"):
@@ -93,7 +94,7 @@ def run(
         settings.transforms,
         timedelta(minutes=settings.commit_margin_minutes),
     )
-    with psycopg.connect(url, autocommit=True) as connection:
+    with connections.connect(url, autocommit=True) as connection:
         chosen = select(load_processes(connection), names or [], group)
 
     with _progress_bar() as bar:
@@ -104,7 +105,7 @@ def run(
 
         def run_one(process: DiProcess) -> DiRunResult:
             try:
-                with psycopg.connect(url, autocommit=True) as target:
+                with connections.connect(url, autocommit=True) as target:
                     result = run_process(target, process, layer, progress=said)
             except psycopg.Error as error:  # the target itself: this process's result only
                 result = DiRunResult(process.name, "failed", message=scrub(first_line(error)))
@@ -123,7 +124,7 @@ def run(
 @di_app.command("status")
 def status() -> None:
     """The last run of every DI process, and how far its source is covered."""
-    with psycopg.connect(require_database(), autocommit=True) as connection:
+    with connections.connect(require_database(), autocommit=True) as connection:
         rows = connection.execute(STATUS_SQL).fetchall()
     table = Table(title="DI status")
     for column in ("process", "last run", "status", "window", "rows", "covered to", "message"):

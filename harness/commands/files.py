@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-import psycopg
 import typer
 from rich.markup import escape
 from rich.table import Table
 
+from harness import connections
 from harness.commands.common import EXIT_PROBLEM, console, out, require_database, start_worker
 
 files_app = typer.Typer(
@@ -53,7 +53,7 @@ def run(
 
     settings = load(FilesSettings)
     url = require_database()
-    with psycopg.connect(url, autocommit=True) as connection:
+    with connections.connect(url, autocommit=True) as connection:
         importer = FileImporterRun(
             url,
             connection,
@@ -96,7 +96,7 @@ def run_files(
 @files_app.command("status")
 def status() -> None:
     """Files per source and state. Exit 1 when there are dead letters."""
-    with psycopg.connect(require_database(), autocommit=True) as connection:
+    with connections.connect(require_database(), autocommit=True) as connection:
         rows = connection.execute(STATUS_SQL).fetchall()
     table = Table(title="File importer")
     for column in (
@@ -120,7 +120,7 @@ def status() -> None:
 @files_app.command("dead")
 def dead() -> None:
     """The dead letters: each file with the step it failed and why."""
-    with psycopg.connect(require_database(), autocommit=True) as connection:
+    with connections.connect(require_database(), autocommit=True) as connection:
         rows = connection.execute(DEAD_SQL).fetchall()
     table = Table(title="Dead files")
     for column in ("file", "source", "path", "last step done", "class", "error", "attempts"):
@@ -146,7 +146,7 @@ def requeue(
     source: Annotated[str | None, typer.Option(help="Only this source's dead files.")] = None,
 ) -> None:
     """Dead files back to pending, with fresh attempts; each goes on after its last step."""
-    with psycopg.connect(require_database(), autocommit=True) as connection:
+    with connections.connect(require_database(), autocommit=True) as connection:
         count = connection.execute(
             "SELECT files.requeue_dead(%s, %s)", [file_ids or None, source]
         ).fetchone()[0]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import psycopg
 import typer
 
+from harness import connections
 from harness.commands.common import (
     EXIT_PROBLEM,
     check_revision,
@@ -24,7 +24,7 @@ report_app = typer.Typer(help="Reports.", no_args_is_help=True)
 def verify() -> None:
     """Check the per-item journal: no step before its predecessor, no permit moved twice or
     without its step, no DeTrack job without its id. Exit 1 naming every offender."""
-    with psycopg.connect(require_database(), autocommit=True) as connection:
+    with connections.connect(require_database(), autocommit=True) as connection:
         offences = connection.execute("SELECT * FROM etl.verify_journal()").fetchall()
     for pipeline, item_id, problem in offences:
         typer.echo(f"{pipeline}\titem {item_id}\t{problem}")
@@ -49,7 +49,7 @@ def retry(
             param_hint="--pipeline",
         )
     calls = {"permits": "permit.requeue_dead", "shipments": "delivery.requeue_dead"}
-    with psycopg.connect(require_database(), autocommit=True) as connection:
+    with connections.connect(require_database(), autocommit=True) as connection:
         for name, function in calls.items():
             if pipeline in (None, name):
                 rows = connection.execute(f"SELECT * FROM {function}(%s)", [ids]).fetchall()
@@ -81,7 +81,7 @@ def alerts_send() -> None:
             " e.g. SMTP_HOST=mail.example ALERT_TO=ops@example.com"
         )
     check_revision(url)
-    with psycopg.connect(url, autocommit=True) as connection:
+    with connections.connect(url, autocommit=True) as connection:
         result = send_pending_alerts(connection, settings)
     out.print(f"alerts: {result.sent} sent, {result.failed} failed (left queued)")
     if result.failed:
@@ -99,7 +99,7 @@ def report_daily(
 
     url, settings = collect(require_database_url, lambda: load(AlertSettings))
     check_revision(url)
-    with psycopg.connect(url, autocommit=True) as connection:
+    with connections.connect(url, autocommit=True) as connection:
         text = report_text(daily_report(connection))
     typer.echo(text, nl=False)
     if email and settings.smtp_host and settings.recipients:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-import psycopg
 import typer
 
+from harness import connections
 from harness.commands.common import EXIT_PROBLEM, console, out, require_database, start_worker
 
 permits_app = typer.Typer(help="Operate the permit pipeline.", no_args_is_help=True)
@@ -32,7 +32,7 @@ def permits_dead() -> None:
     """List dead letters: permits that failed for good, with their last error."""
     from harness.permits.store import PermitStore
 
-    with psycopg.connect(require_database(), autocommit=True) as connection:
+    with connections.connect(require_database(), autocommit=True) as connection:
         dead = PermitStore(connection).dead_letters()
     for letter in dead:
         typer.echo(
@@ -53,7 +53,7 @@ def permits_requeue(
 
     if not ids and not all_:
         raise typer.BadParameter("name staged row ids (see `harness permits dead`), or pass --all")
-    with psycopg.connect(require_database(), autocommit=True) as connection:
+    with connections.connect(require_database(), autocommit=True) as connection:
         requeued = PermitStore(connection).requeue_dead(None if all_ else ids)
     out.print(f"requeued {len(requeued)} permit(s): {requeued}", markup=False)
 
@@ -79,7 +79,7 @@ def permits_reconcile(
 
     url, uploader = collect(require_database_url, make_uploader)
     check_revision(url)
-    with psycopg.connect(url, autocommit=True) as connection:
+    with connections.connect(url, autocommit=True) as connection:
         result = reconcile(
             connection,
             uploader.client,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-import psycopg
 import typer
 from rich.table import Table
 
+from harness import connections
 from harness.commands.common import EXIT_PROBLEM, out, require_database
 from harness.ops.status import Status, read_status
 
@@ -20,7 +20,7 @@ def status(
 
     Exit 1 when a pipeline has dead letters or failed runs in the last 24 hours.
     """
-    with psycopg.connect(require_database(), autocommit=True) as connection:
+    with connections.connect(require_database(), autocommit=True) as connection:
         current = read_status(connection)
     if as_json:
         typer.echo(json.dumps(current.as_json(), default=str, indent=2))

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from harness import connections
 from harness.console.settings import ConsoleSettings
 
 MAX_IDLE = 2  # idle connections kept per session
@@ -56,7 +57,7 @@ def service_conninfo(settings: ConsoleSettings) -> str:
 
 def open_connection(conninfo: str, settings: ConsoleSettings) -> psycopg.Connection:
     """An autocommit connection with the console's statement_timeout set."""
-    connection = psycopg.connect(conninfo, autocommit=True)
+    connection = connections.connect(conninfo, autocommit=True)
     try:
         connection.execute(
             "SELECT set_config('statement_timeout', %s, false)",
@@ -76,7 +77,7 @@ def server_checks_passwords(settings: ConsoleSettings) -> bool:
     role = params.get("user") or _default_user()
     wrong = "pgferry-probe-" + secrets.token_urlsafe(24)
     try:
-        connection = psycopg.connect(user_conninfo(settings, role, wrong), autocommit=True)
+        connection = connections.connect(user_conninfo(settings, role, wrong), autocommit=True)
     except psycopg.OperationalError as error:
         if _is_authentication_failure(error):
             return True

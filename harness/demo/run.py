@@ -19,6 +19,7 @@ import psycopg
 from psycopg import sql
 from rich.console import Console
 
+from harness import connections
 from harness.config import PermitSettings
 from harness.demo.detrack_fake import DetrackFake
 from harness.demo.embedded import EmbeddedServer
@@ -56,7 +57,7 @@ def run_demo(console: Console, *, serve: bool = False, port: int = 8080) -> int:
         )
         migrate.upgrade(database.url)
         console.print(f"SQL package deployed at revision {migrate.current_revision(database.url)}")
-        with psycopg.connect(database.url, autocommit=True) as conn:
+        with connections.connect(database.url, autocommit=True) as conn:
             _play_permit_loader(conn, console)
             _play_erp(conn, console)
             _run_permits(conn, s3_endpoint, console)

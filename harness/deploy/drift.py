@@ -27,6 +27,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from harness import connections
 from harness.deploy.paths import SqlLayout
 from harness.deploy.versions import OWNER_ROLE
 
@@ -156,7 +157,7 @@ class DriftReport:
 def check(database_url: str, layout: SqlLayout) -> DriftReport:
     files = layout.definition_files()
     schemas = sorted({path.name.split(".", 1)[0] for path in files})
-    with psycopg.connect(database_url) as connection:
+    with connections.connect(database_url) as connection:
         try:
             connection.execute("SET LOCAL lock_timeout = '5s'")
             deployed = _snapshot(connection, schemas)

@@ -13,6 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 from sqlalchemy.exc import OperationalError
 
+from harness import connections
 from harness.config import ConfigurationError
 from harness.deploy.paths import SqlLayout, default_layout
 
@@ -102,7 +103,7 @@ def head_revision(layout: SqlLayout | None = None) -> str | None:
 
 def current_revision(database_url: str) -> str | None:
     """The revision stamped in the database, or None when it has none."""
-    with psycopg.connect(database_url) as connection:
+    with connections.connect(database_url) as connection:
         exists = connection.execute("SELECT to_regclass('public.alembic_version')").fetchone()
         if not exists or exists[0] is None:
             return None

@@ -27,6 +27,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from harness import connections
 from harness.config import ConfigurationError, first_line, scrub
 from harness.di.extract import qualified
 from harness.di.load import Target, resolve_target
@@ -196,7 +197,7 @@ def verify_cutover(target_url: str, processes: list[DiProcess]) -> CutoverReport
             indicators = target.execute(INDICATORS_SQL).fetchall()
         checks = [_verify_indicator(target, *indicator) for indicator in indicators]
     report = CutoverReport(tables, checks)
-    with psycopg.connect(target_url, autocommit=True) as recorder:
+    with connections.connect(target_url, autocommit=True) as recorder:
         report.check_id = recorder.execute(
             "SELECT etl.record_cutover_check(%s, %s)",
             [report.passed, Jsonb(report.as_json(), dumps=_dumps)],

@@ -9,6 +9,7 @@ import os
 
 import psycopg
 
+from harness import connections
 from harness.config import ConfigurationError
 
 # every session that reads for the hub renders values the same way: timestamps in UTC and ISO,
@@ -42,7 +43,7 @@ def connect_source(name: str) -> psycopg.Connection:
 
 def connect_reader(url: str) -> psycopg.Connection:
     """A connection whose every transaction() is one READ ONLY, REPEATABLE READ snapshot."""
-    connection = psycopg.connect(url, autocommit=True, options=TEXT_OPTIONS)
+    connection = connections.connect(url, autocommit=True, options=TEXT_OPTIONS)
     connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     connection.read_only = True
     return connection

@@ -40,6 +40,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from harness import connections
 from harness.config import first_line, scrub
 from harness.di.first_load import NotEmpty, may_load_straight, stamped_by_default
 from harness.di.load import Target, resolve_table
@@ -310,7 +311,7 @@ class Importer:
         """The loading transaction's own connection: the steps recorded meanwhile commit on
         ``connection`` before it."""
         info = self.connection.info
-        return psycopg.connect(info.dsn, password=info.password, autocommit=True)
+        return connections.connect(info.dsn, password=info.password, autocommit=True)
 
     def _copy_checked(
         self, loading: psycopg.Connection, source: FileSource, target: Target, local: Path

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 
+from harness import connections
 from harness.config import FilesSettings, first_line, scrub
 from harness.files.importer import Importer, RawStore, discover, load_sources
 from harness.files.sources import SourceUnavailable
@@ -63,7 +64,9 @@ class FileImporterRun:
         self.progress = progress or (lambda line: None)
         self._scratch = tempfile.TemporaryDirectory(prefix="pgferry-files-", dir=settings.scratch)
         self._keeper = LeaseKeeper(
-            lambda: psycopg.connect(database_url, autocommit=True), "files", settings.lease_seconds
+            lambda: connections.connect(database_url, autocommit=True),
+            "files",
+            settings.lease_seconds,
         )
         self._keeper.start()
         raw = RawStore(make_client(settings.endpoint_url, settings.region), settings.bucket)

@@ -22,6 +22,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from harness import connections
 from harness.s3 import S3Location, make_client
 
 # the names etl.extract_query resolves (table or schema.table, each part plain or quoted): the
@@ -95,7 +96,7 @@ def extract_tables(
     """Write ``<schema>.<table>.csv.gz`` (with a header line) per table into ``folder``.
     Every name is resolved first: an unknown one is an UnknownTable before any file is written."""
     extracted = []
-    with psycopg.connect(database_url) as connection:
+    with connections.connect(database_url) as connection:
         resolved = resolve_tables(connection, tables)
         connection.execute("SELECT set_config('pgferry.mask_salt', %s, true)", [salt])
         folder.mkdir(parents=True, exist_ok=True)

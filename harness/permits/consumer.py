@@ -24,6 +24,7 @@ from functools import partial
 
 import psycopg
 
+from harness import connections
 from harness.config import PermitSettings
 from harness.permits.store import ClaimedPermit, Failure, PermitStore, Upload
 from harness.permits.upload import PermitUploader, UploadError
@@ -64,7 +65,7 @@ class RunTotals:
 def same_server(connection: psycopg.Connection) -> Callable[[], psycopg.Connection]:
     """Opens another autocommit connection with ``connection``'s parameters."""
     info = connection.info
-    return partial(psycopg.connect, info.dsn, password=info.password, autocommit=True)
+    return partial(connections.connect, info.dsn, password=info.password, autocommit=True)
 
 
 class PermitConsumer:

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 
 import psycopg
 
+from harness import connections
 from harness.runtime.wakeup import Listener
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,12 @@ HEARTBEAT_SECONDS = 10.0
 
 
 @contextmanager
-def stop_requested(database_url: str, worker: str) -> Iterator[threading.Event]:
+def stop_requested(
+    database_url: str, worker: str, *, listen: bool = True
+) -> Iterator[threading.Event]:
+    """The event SIGTERM, Ctrl-C or a cancel sets. Poll-only (``listen`` False: PgBouncer in
+    transaction pooling mode) there is no cancel LISTEN: the heartbeat answers a stop request
+    (etl.cancel_worker, the console) within HEARTBEAT_SECONDS."""
     stop = threading.Event()
     handler = lambda signum, frame: stop.set()  # noqa: E731
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -42,19 +48,21 @@ def stop_requested(database_url: str, worker: str) -> Iterator[threading.Event]:
         daemon=True,
         name="pgferry-cancel",
     )
-    listener.start()
+    if listen:
+        listener.start()
     try:
         yield stop
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
         stop.set()  # ends the listener
-        listener.join(timeout=5)
+        if listen:
+            listener.join(timeout=5)
 
 
 def request_cancel(database_url: str, worker: str = "") -> None:
     """Ask every running worker (or the one named) to stop cleanly."""
-    with psycopg.connect(database_url, autocommit=True) as connection:
+    with connections.connect(database_url, autocommit=True) as connection:
         connection.execute("SELECT pg_notify(%s, %s)", [CANCEL_CHANNEL, worker])
 
 
@@ -113,7 +121,7 @@ def _beat(
         while True:
             try:
                 if connection is None or connection.closed:
-                    connection = psycopg.connect(
+                    connection = connections.connect(
                         database_url, autocommit=True, application_name=HEARTBEAT_APPLICATION_NAME
                     )
                 (stop_requested,) = connection.execute(

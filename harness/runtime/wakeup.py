@@ -19,6 +19,8 @@ from types import TracebackType
 
 import psycopg
 
+from harness import connections
+
 log = logging.getLogger(__name__)
 
 LISTEN_APPLICATION_NAME = "pgferry-listen"
@@ -84,7 +86,7 @@ class Listener:
 
     def connect(self) -> None:
         """Connect and LISTEN; a connection error propagates."""
-        connection = psycopg.connect(
+        connection = connections.connect(
             self.database_url, autocommit=True, application_name=self.application_name
         )
         try:
@@ -156,8 +158,18 @@ def run_until_stopped(
     """Run ``cycle`` (True when it found work), then wait for a NOTIFY on ``channels`` or the
     next poll (``backoff``), until ``stop``. The LISTEN starts before the first cycle, so no
     wake-up sent while a cycle runs is missed; after a lost LISTEN connection comes back, a
-    cycle runs at once for the wake-ups sent while it was gone."""
+    cycle runs at once for the wake-ups sent while it was gone. With no channels, only the poll:
+    no connection is held for LISTEN (behind PgBouncer in transaction pooling mode it would
+    hear nothing)."""
     backoff = backoff or PollBackoff()
+    if not channels:  # poll-only (PGFERRY_LISTEN=off, or nothing to listen for)
+        while not stop.is_set():
+            if cycle():
+                backoff.reset()
+            if stop.is_set():
+                break
+            stop.wait(backoff.next_delay())
+        return
     with Listener(database_url, channels, LISTEN_APPLICATION_NAME, stop) as listener:
         try:
             listener.connect()

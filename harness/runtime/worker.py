@@ -27,6 +27,7 @@ from datetime import timedelta
 import psycopg
 from rich.console import Console
 
+from harness import connections
 from harness.config import (
     AlertSettings,
     ConfigurationError,
@@ -72,6 +73,21 @@ CHANNELS = {
 }
 
 
+LISTEN_VALUES = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
+
+
+def listen_enabled() -> bool:
+    """PGFERRY_LISTEN: wake on NOTIFY (on, the default) or poll only (off: behind PgBouncer in
+    transaction pooling mode, where LISTEN does not work)."""
+    value = os.environ.get("PGFERRY_LISTEN", "on").strip().lower()
+    if value not in LISTEN_VALUES:
+        raise ConfigurationError(
+            f"PGFERRY_LISTEN is {value!r}; use on (wake on NOTIFY) or off (poll only, for"
+            " PgBouncer in transaction pooling mode)"
+        )
+    return LISTEN_VALUES[value]
+
+
 def enabled_pipelines() -> list[str]:
     """PGFERRY_PIPELINES: which pipelines this worker runs (default permits and shipments)."""
     names = os.environ.get("PGFERRY_PIPELINES", ",".join(DEFAULT_PIPELINES))
@@ -112,7 +128,7 @@ class PipelineRun:
 
     def reconnect(self) -> None:
         """A fresh connection for the drains (the old one was lost)."""
-        fresh = psycopg.connect(self.database_url, autocommit=True)
+        fresh = connections.connect(self.database_url, autocommit=True)
         self.connection.close()
         holder = self.part if isinstance(self.part, FileImporterRun) else self.part.store
         self.connection = holder.connection = fresh
@@ -131,6 +147,7 @@ class WorkerSettings:
 
     pipelines: list[str]
     alerts: AlertSettings
+    listen: bool = True
     permits: PermitSettings | None = None
     s3: S3Settings | None = None
     detrack: DetrackSettings | None = None
@@ -145,6 +162,7 @@ def load_settings(pipelines: list[str] | None = None) -> WorkerSettings:
     permits, shipments, files = ("permits" in names, "shipments" in names, "files" in names)
     checks: list[Callable[[], object]] = [
         lambda: _check_pipelines(names),
+        listen_enabled,
         lambda: load(AlertSettings),
         lambda: load(PermitSettings) if permits else None,
         lambda: load(S3Settings) if permits else None,
@@ -152,10 +170,10 @@ def load_settings(pipelines: list[str] | None = None) -> WorkerSettings:
         lambda: load(ShipmentSettings) if shipments else None,
         lambda: load(FilesSettings) if files else None,
     ]
-    _, alerts, permit, s3, detrack, shipment, file_settings = collect(*checks)
+    _, listen, alerts, permit, s3, detrack, shipment, file_settings = collect(*checks)
     if detrack is not None and shipment is not None:
         check_lease_covers_calls(shipment.lease_seconds, detrack.timeout_seconds)
-    return WorkerSettings(names, alerts, permit, s3, detrack, shipment, file_settings)
+    return WorkerSettings(names, alerts, listen, permit, s3, detrack, shipment, file_settings)
 
 
 def _check_pipelines(names: list[str]) -> None:
@@ -187,7 +205,7 @@ def run_worker(
     builders = _builders(database_url, settings)
     worker = make_worker_id()
     with (
-        stop_requested(database_url, worker) as stop,
+        stop_requested(database_url, worker, listen=settings.listen) as stop,
         heartbeats(database_url, worker, settings.pipelines, stop),  # etl.worker, every 10 s
         progress_bar(console, 0) as on_batch,  # moved permits on a terminal, else nothing
     ):
@@ -196,7 +214,7 @@ def run_worker(
         except psycopg.OperationalError as error:
             return _report(results or console, [], database_unreachable(error))
         try:
-            _run_side_by_side(runs, database_url, stop, loop, settings.alerts, worker)
+            _run_side_by_side(runs, database_url, stop, loop, settings, worker)
             outcome = _assess(runs)
         finally:
             for run in runs:
@@ -210,7 +228,7 @@ def _builders(database_url: str, settings: WorkerSettings) -> list[Builder]:
         permit_settings, uploader = settings.permits, make_uploader()
 
         def permits(worker: str, stop: threading.Event, on_batch: OnBatch) -> PipelineRun:
-            connection = psycopg.connect(database_url, autocommit=True)
+            connection = connections.connect(database_url, autocommit=True)
             consumer = PermitConsumer(
                 PermitStore(connection),
                 uploader,
@@ -227,7 +245,7 @@ def _builders(database_url: str, settings: WorkerSettings) -> list[Builder]:
         detrack, shipment_settings = settings.detrack, settings.shipments
 
         def shipments(worker: str, stop: threading.Event, on_batch: OnBatch) -> PipelineRun:
-            connection = psycopg.connect(database_url, autocommit=True)
+            connection = connections.connect(database_url, autocommit=True)
             dispatcher = build_dispatcher(
                 database_url, connection, worker, stop, detrack, shipment_settings
             )
@@ -238,7 +256,7 @@ def _builders(database_url: str, settings: WorkerSettings) -> list[Builder]:
         file_settings = settings.files
 
         def files(worker: str, stop: threading.Event, on_batch: OnBatch) -> PipelineRun:
-            connection = psycopg.connect(database_url, autocommit=True)
+            connection = connections.connect(database_url, autocommit=True)
             importer = FileImporterRun(database_url, connection, file_settings, worker, stop=stop)
             poll = PollBackoff(1.0, file_settings.list_seconds)
             totals = FilesTotals()
@@ -253,18 +271,20 @@ def _run_side_by_side(
     database_url: str,
     stop: threading.Event,
     loop: bool,
-    alerts: AlertSettings,
+    settings: WorkerSettings,
     worker: str,
 ) -> None:
     threads = [
         threading.Thread(
-            target=_run_pipeline, args=(run, database_url, stop, loop), name=f"pgferry-{run.name}"
+            target=_run_pipeline,
+            args=(run, database_url, stop, loop, settings.listen),
+            name=f"pgferry-{run.name}",
         )
         for run in runs
     ]
     for thread in threads:
         thread.start()
-    housekeeper = Housekeeper(database_url, alerts, [r.name for r in runs], worker)
+    housekeeper = Housekeeper(database_url, settings.alerts, [r.name for r in runs], worker)
     if loop:
         while not stop.wait(HOUSEKEEPING_SECONDS):
             housekeeper.run_guarded()
@@ -274,7 +294,9 @@ def _run_side_by_side(
     housekeeper.close()
 
 
-def _run_pipeline(run: PipelineRun, database_url: str, stop: threading.Event, loop: bool) -> None:
+def _run_pipeline(
+    run: PipelineRun, database_url: str, stop: threading.Event, loop: bool, listen: bool
+) -> None:
     if not loop:
         try:
             run.cycle(once=True)
@@ -285,9 +307,8 @@ def _run_pipeline(run: PipelineRun, database_url: str, stop: threading.Event, lo
                 )
             run.failure = error
         return
-    run_until_stopped(
-        database_url, CHANNELS[run.name], stop, lambda: _cycle_surviving(run, stop), run.poll
-    )
+    channels = CHANNELS[run.name] if listen else ()
+    run_until_stopped(database_url, channels, stop, lambda: _cycle_surviving(run, stop), run.poll)
 
 
 def _cycle_surviving(run: PipelineRun, stop: threading.Event) -> bool:
@@ -386,7 +407,7 @@ class Housekeeper:
 
     def _connect(self) -> psycopg.Connection:
         if self._connection is None or self._connection.closed:
-            self._connection = psycopg.connect(self.database_url, autocommit=True)
+            self._connection = connections.connect(self.database_url, autocommit=True)
         return self._connection
 
 

@@ -9,6 +9,7 @@ from functools import partial
 
 import psycopg
 
+from harness import connections
 from harness.config import ConfigurationError, DetrackSettings, ShipmentSettings, load
 from harness.runtime.leases import LeaseKeeper, lease_horizon, lease_margin
 from harness.shipments.client import DetrackClient, RetryPolicy
@@ -35,7 +36,7 @@ def dispatch_settings(settings: ShipmentSettings) -> DispatchSettings:
 
 def connector(database_url: str) -> Callable[[], psycopg.Connection]:
     """Opens one more autocommit connection (heartbeats, the shared rate limit)."""
-    return partial(psycopg.connect, database_url, autocommit=True)
+    return partial(connections.connect, database_url, autocommit=True)
 
 
 def build_dispatcher(

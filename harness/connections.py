@@ -1,0 +1,15 @@
+"""One way to open a connection to a PostgreSQL database, fit for PgBouncer in transaction
+pooling mode: psycopg prepares a statement on the server once it has run it five times, and a
+pooled server connection may not hold it (or hold another's of the same name); so nothing is
+prepared. pgferry's statements are few and large (a batch each), so preparing saved little."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+
+def connect(conninfo: str = "", **kwargs: Any) -> psycopg.Connection:
+    """psycopg.connect, with no server-side prepared statements."""
+    return psycopg.connect(conninfo, prepare_threshold=None, **kwargs)
