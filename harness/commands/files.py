@@ -44,8 +44,9 @@ def run(
     """List each source for new files, then import files until none is left to claim.
 
     Sources come from files.define_source, their URLs from PGFERRY_FILES_<NAME>_URL; raw copies
-    go to FILES_BUCKET. Exit 1 when dead letters exist (harness files dead), 3 when a source
-    could not be listed or files wait for a retry after a source or the store failed.
+    go to FILES_BUCKET. Exit 1 when dead letters exist (harness files dead), 2 when a source's
+    URL or target is missing or wrong (the other sources go on), 3 when a source could not be
+    listed or files wait for a retry.
     """
     from harness.config import FilesSettings, load, worker_id
     from harness.files.service import FileImporterRun
@@ -66,14 +67,20 @@ def run(
             totals = importer.drain(once=once)
         finally:
             importer.close()
-        outcome = files_outcome(connection, totals.outcomes["retry"], importer.unlisted)
+        outcome = files_outcome(
+            connection,
+            totals.outcomes["retry"],
+            totals.outcomes["misconfigured"],
+            importer.unlisted,
+            importer.unconfigured,
+        )
     if as_json:
         summary = {"listed": totals.listed, "outcomes": dict(totals.outcomes)}
         typer.echo(json.dumps({**summary, "unreachable": sorted(importer.unlisted)}))
     else:
         out.print(f"files: {totals.summary}", highlight=False)
     for line in outcome.lines:
-        console.print(escape(line), highlight=False)
+        out.print(escape(line), highlight=False)
     if outcome.code:
         raise typer.Exit(outcome.code)
 

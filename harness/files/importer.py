@@ -1,19 +1,20 @@
 """The file importer's steps for the files a worker claimed (seed 004): downloaded → unpacked →
-validated → stored raw in S3 → loaded into a staging table → merged into the target.
+validated → stored raw in S3 → loaded (into a staging table, or straight into an empty
+target) → merged into the target.
 
 Each step, once done, is recorded by files.record_step (one append-only journal row under the
 claim's fencing token), so a file that a crash, a failure or a lost lease interrupted goes on
-after its last completed step: a download cut short leaves no file and starts again; before
-'stored' the worker's local copy is used (checked against its SHA-256) or downloaded again;
-after 'stored' the raw object in S3 is the copy loaded.
+after its last completed step: before 'stored' it is downloaded again (a download cut short
+leaves no file), after 'stored' the raw object in S3 is the copy loaded.
 
 The file is read once after its download: the check (harness.files.archive.validate: the
 container to its CRCs, the caps, the CSV) hands each byte it reads to COPY, in a transaction of
-a connection of its own. Nothing is stored before the check passed: 'unpacked' and 'validated'
-are recorded, then the raw file stored and 'stored' recorded, while the COPY's transaction
-waits; files.begin_load then locks the file's row (the same content is never merged twice, even
-by two workers at once; an older version never over a newer), and the merge, 'loaded' and
-'merged' commit with the rows. A refusal anywhere rolls the rows back.
+a connection of its own (a second read only when a straight COPY into an empty target is
+refused and the rows go the merge's way). Nothing is stored before the check passed:
+'unpacked' and 'validated' are recorded, then the raw file stored and 'stored' recorded, while
+the COPY's transaction waits; files.begin_load then locks the file's row (the same content is
+never merged twice, even by two workers at once; an older version never over a newer), and the
+merge, 'loaded' and 'merged' commit with the rows. A refusal anywhere rolls the rows back.
 
 Failures are typed (harness.files.sources and harness.files.archive name their class): a
 network or storage failure is retried after a backoff, the rest become dead letters with an
@@ -43,7 +44,7 @@ from psycopg.types.json import Jsonb
 from harness import connections
 from harness.config import first_line, scrub
 from harness.di.first_load import NotEmpty, may_load_straight, stamped_by_default
-from harness.di.load import Target, resolve_table
+from harness.di.load import BadTarget, Target, resolve_table
 from harness.files.archive import (
     CsvExpectation,
     FileRefused,
@@ -110,9 +111,12 @@ class FileSource:
         return url
 
     def expectation(self) -> CsvExpectation:
-        return CsvExpectation(
-            encoding=self.encoding, delimiter=self.delimiter, header=self.header or None
-        )
+        try:
+            return CsvExpectation(
+                encoding=self.encoding, delimiter=self.delimiter, header=self.header or None
+            )
+        except (LookupError, ValueError) as wrong:
+            raise FilesConfigError(f"file source {self.name}: {wrong}") from wrong
 
 
 @dataclass(frozen=True)
@@ -213,30 +217,31 @@ class Importer:
 
     def import_file(self, file: Claimed, token: int) -> str:
         local = self.scratch / f"{file.file_id}-{PurePosixPath(file.path).name}"
-        at = _At("downloaded")  # the step under way: a failure is recorded as its
+        at = _At("downloaded")  # the step under way: a failure is recorded with it
         try:
             source = self._source(file.source)
             target = resolve_table(
                 self.connection, source.target_table, source.keys, f"file source {source.name}"
             )
-            if not (local.exists() and _sha256(local) == file.sha256):
-                if file.done("stored"):
-                    self._fetch_raw(file, local)  # after 'stored' the raw object is the copy
-                else:
-                    detail = self._download(source, file, local)
-                    answer = self._record(self.connection, file, token, "downloaded", detail)
-                    if answer != "recorded":
-                        return answer
-                    file = _after(file, "downloaded", detail)
-            at.step = "unpacked"
+            if file.done("stored"):  # the raw object is the copy loaded
+                at.step = "loaded"
+                self._fetch_raw(file, local)
+            else:
+                detail = self._download(source, file, local)
+                answer = self._record(self.connection, file, token, "downloaded", detail)
+                if answer != "recorded":
+                    return answer
+                file = _after(file, "downloaded", detail)
+                at.step = "unpacked"
             return self._load_and_merge(file, token, source, target, local, at)
         except _Abandoned as abandoned:
             return abandoned.answer
         except FileRefused as refused:
             step = "validated" if isinstance(refused, WrongFormat) else at.step
             return self._fail(file, token, step, refused.error_class, str(refused), False)
-        except (FilesConfigError, SourceConfigError, LookupError) as unset:  # waits for a fix
-            return self._fail(file, token, at.step, "config", first_line(unset), True)
+        except (FilesConfigError, SourceConfigError, BadTarget) as unset:  # waits for a fix
+            answer = self._fail(file, token, at.step, "config", first_line(unset), True)
+            return "misconfigured" if answer == "retry" else answer
         except SourceUnavailable as failed:
             retry = failed.error_class == "network"
             return self._fail(file, token, at.step, failed.error_class, str(failed), retry)
@@ -271,10 +276,12 @@ class Importer:
         the rows. A refusal anywhere rolls the rows back."""
         try:
             with self._loading() as loading, loading.transaction():
+                # the transaction waits while the raw file is stored: not a session left idle
+                loading.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
                 copied = self._copy_checked(loading, source, target, local)
                 self._record_checked(file, token, copied.checked)
-                at.step = "stored"
                 if not file.done("stored"):
+                    at.step = "stored"
                     detail = self._store(file, source, local)
                     if self._record(self.connection, file, token, "stored", detail) != "recorded":
                         raise _Abandoned("fenced")

@@ -18,8 +18,8 @@ import psycopg
 
 from harness import connections
 from harness.config import FilesSettings, first_line, scrub
-from harness.files.importer import Importer, RawStore, discover, load_sources
-from harness.files.sources import SourceUnavailable
+from harness.files.importer import FilesConfigError, Importer, RawStore, discover, load_sources
+from harness.files.sources import SourceConfigError, SourceUnavailable
 from harness.runtime.leases import LeaseKeeper
 from harness.s3 import make_client
 
@@ -62,24 +62,31 @@ class FileImporterRun:
         self.only = only
         self.stop = stop or threading.Event()
         self.progress = progress or (lambda line: None)
-        self._scratch = tempfile.TemporaryDirectory(prefix="pgferry-files-", dir=settings.scratch)
+        raw = RawStore(make_client(settings.endpoint_url, settings.region), settings.bucket)
         self._keeper = LeaseKeeper(
             lambda: connections.connect(database_url, autocommit=True),
             "files",
             settings.lease_seconds,
         )
-        self._keeper.start()
-        raw = RawStore(make_client(settings.endpoint_url, settings.region), settings.bucket)
-        self.importer = Importer(
-            connection,
-            raw,
-            Path(self._scratch.name),
-            worker,
-            timedelta(seconds=settings.lease_seconds),
-            self._keeper,
-        )
+        self._scratch = tempfile.TemporaryDirectory(prefix="pgferry-files-", dir=settings.scratch)
+        try:
+            self.importer = Importer(
+                connection,
+                raw,
+                Path(self._scratch.name),
+                worker,
+                timedelta(seconds=settings.lease_seconds),
+                self._keeper,
+            )
+        except BaseException:
+            self._scratch.cleanup()
+            raise
+        self._keeper.start()  # last: nothing above leaves a thread behind when it fails
         self._listed_at = float("-inf")
-        self.unlisted: dict[str, str] = {}  # at the last listing: source -> why it was not listed
+        # at the last listing: source -> why it was not listed (the network, the login; its
+        # configuration: a URL unset or wrong)
+        self.unlisted: dict[str, str] = {}
+        self.unconfigured: dict[str, str] = {}
 
     @property
     def connection(self) -> psycopg.Connection:
@@ -113,13 +120,14 @@ class FileImporterRun:
                 " (files.define_source declares one)"
             )
         self.importer.sources = sources
-        self.unlisted = {}
+        self.unlisted, self.unconfigured = {}, {}
         for name in [self.only] if self.only else sorted(sources):
             try:
                 found = discover(self.connection, sources[name])
-            except SourceUnavailable as failed:
+            except (SourceUnavailable, FilesConfigError, SourceConfigError) as failed:
                 why = scrub(first_line(failed))
-                self.unlisted[name] = why
+                unavailable = isinstance(failed, SourceUnavailable)
+                (self.unlisted if unavailable else self.unconfigured)[name] = why
                 log.warning("file source not listed", extra={"source": name, "error": why})
                 self.progress(f"{name}: not listed: {why}")
                 continue

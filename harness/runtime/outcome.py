@@ -3,12 +3,12 @@
 | code | meaning |
 | ---- | ------- |
 | 0 | everything due was handled |
-| 1 | dead letters or refused jobs exist, whichever run made them (listed); wins over 3 |
-| 2 | configuration or usage error |
-| 3 | a destination (S3, DeTrack) or the database could not be reached and work waits (named) |
+| 1 | dead letters or refused jobs exist, whichever run made them (listed); wins over 2 and 3 |
+| 2 | configuration or usage error (also a file source's URL or target found wrong) |
+| 3 | a destination (S3, DeTrack, a file source) or the database unreachable; work waits |
 
-Dead letters need a person whatever else happened, so 1 wins over 3; 3 then says only that a
-rerun later is likely to succeed.
+Dead letters need a person whatever else happened, so 1 wins over the others; so does a
+configuration to fix over 3, which says only that a rerun later is likely to succeed.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import psycopg
 from harness.config import first_line, scrub
 
 EXIT_OK, EXIT_PROBLEM, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3
+SEVERITY = {EXIT_OK: 0, EXIT_UNREACHABLE: 1, EXIT_CONFIG: 2, EXIT_PROBLEM: 3}
 
 # work put off to a later try (a failed attempt, a call given back, a wait for another copy)
 PERMITS_WAITING_SQL = """
@@ -46,9 +47,9 @@ class Outcome:
     lines: list[str] = field(default_factory=list)
 
     def add(self, code: int, *lines: str) -> None:
-        """Record a finding; the exit code is the most serious one (1 before 3 before 0)."""
+        """Record a finding; the exit code is the most serious one (1, then 2, then 3, then 0)."""
         self.lines += lines
-        if code == EXIT_PROBLEM or (code == EXIT_UNREACHABLE and self.code == EXIT_OK):
+        if SEVERITY[code] > SEVERITY[self.code]:
             self.code = code
 
     def merge(self, other: Outcome) -> Outcome:
@@ -111,10 +112,16 @@ def shipment_outcome(connection: psycopg.Connection, put_off: int) -> Outcome:
 
 
 def files_outcome(
-    connection: psycopg.Connection, retried: int, unlisted: dict[str, str]
+    connection: psycopg.Connection,
+    retried: int,
+    misconfigured: int,
+    unlisted: dict[str, str],
+    unconfigured: dict[str, str],
 ) -> Outcome:
-    """Dead files (the first 20), files that wait for a retry after this run met a source or
-    the store failing (``retried``), and sources this run could not list."""
+    """Dead files (the first 20); files that wait for a retry after this run met a source, the
+    store, the database or the scratch folder failing (``retried``), or for a configuration to
+    be fixed (``misconfigured``: a target table or a source URL); sources this run could not
+    list (``unlisted``) or that lack their configuration (``unconfigured``), with why."""
     dead = connection.execute(DEAD_FILES_SQL).fetchall()
     outcome = _outcome(
         connection,
@@ -127,12 +134,21 @@ def files_outcome(
         else [],
         FILES_WAITING_SQL,
         retried,
-        "files: a source or the store failed; {waiting} file(s) wait for a retry",
+        "files: a source, the store, the database or the scratch folder failed;"
+        " {waiting} file(s) wait for a retry",
     )
     for source, why in sorted(unlisted.items()):
         outcome.add(
             EXIT_UNREACHABLE,
             f"files: source {source} was not listed ({why}); its new files wait for the next run",
+        )
+    for source, why in sorted(unconfigured.items()):
+        outcome.add(EXIT_CONFIG, f"files: source {source} was not listed: {why}")
+    if misconfigured:
+        outcome.add(
+            EXIT_CONFIG,
+            f"files: {misconfigured} file(s) wait for their configuration to be fixed"
+            " (`harness files status`; the error is on each file)",
         )
     return outcome
 

@@ -209,9 +209,13 @@ def run_worker(
         heartbeats(database_url, worker, settings.pipelines, stop),  # etl.worker, every 10 s
         progress_bar(console, 0) as on_batch,  # moved permits on a terminal, else nothing
     ):
+        runs: list[PipelineRun] = []
         try:
-            runs = [build(worker, stop, on_batch) for build in builders]
+            for build in builders:
+                runs.append(build(worker, stop, on_batch))
         except psycopg.OperationalError as error:
+            for run in runs:  # those built before the database went away
+                run.close()
             return _report(results or console, [], database_unreachable(error))
         try:
             _run_side_by_side(runs, database_url, stop, loop, settings, worker)
@@ -427,8 +431,15 @@ def _assess(runs: list[PipelineRun]) -> Outcome:
             if isinstance(run.totals, RunTotals):
                 outcome.merge(permit_outcome(run.connection, run.totals.upload_failures))
             elif isinstance(run.part, FileImporterRun) and isinstance(run.totals, FilesTotals):
-                retried, unlisted = run.totals.outcomes["retry"], run.part.unlisted
-                outcome.merge(files_outcome(run.connection, retried, unlisted))
+                outcomes, part = run.totals.outcomes, run.part
+                found = files_outcome(
+                    run.connection,
+                    outcomes["retry"],
+                    outcomes["misconfigured"],
+                    part.unlisted,
+                    part.unconfigured,
+                )
+                outcome.merge(found)
             else:
                 put_off = run.totals.retrying + run.totals.released
                 outcome.merge(shipment_outcome(run.connection, put_off))

@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -105,9 +106,21 @@ def test_a_dead_file_exits_1_and_is_listed_and_requeued(site: Site) -> None:
     assert requeued.returncode == 0 and "requeued 1 file(s)" in requeued.stdout
 
 
-def test_a_source_without_its_url_is_a_configuration_fault(site: Site) -> None:
+@pytest.mark.parametrize("command", [["files", "run"], ["run", "files"]])
+def test_a_source_without_its_url_is_a_configuration_fault_and_the_others_go_on(
+    site: Site, tmp_path: Path, command: list[str]
+) -> None:
+    city = tmp_path / "city"
+    city.mkdir()
+    (city / "c.csv").write_bytes(csv_bytes(rows(1, 10)))
+    with connect(site.url) as conn:
+        conn.execute("SELECT files.define_source('city', 'app.property', p_pattern => '*.csv')")
     env = {k: v for k, v in site.env.items() if k != "PGFERRY_FILES_COUNTY_URL"}
-    ran = run_harness(env, "files", "run")
-    assert ran.returncode == 2
-    assert "PGFERRY_FILES_COUNTY_URL is not set" in ran.stderr
+    env["PGFERRY_FILES_CITY_URL"] = city.as_uri()
+
+    ran = run_harness(env, *command)
+
+    assert ran.returncode == 2, ran.stderr
+    assert "PGFERRY_FILES_COUNTY_URL is not set" in ran.stdout + ran.stderr
     assert "Traceback" not in ran.stderr
+    assert site.target() == [tuple(row) for row in rows(1, 10)]  # city's file went in
