@@ -498,12 +498,20 @@ class SftpSource(_BaseSource):
 
     def _download(self, path: str, out: _Counting) -> None:
         sftp = self._connected()
-        with sftp.open(_join(self.root, path), "rb") as remote:
-            # read ahead, but at most 64 requests (of 32 KiB): memory stays bounded
-            _quiet_read_ahead(remote)
-            remote.prefetch(max_concurrent_requests=64)
+        remote = sftp.open(_join(self.root, path), "rb")
+        read_ahead = _ReadAhead(remote)
+        try:
+            read_ahead.start()
             while chunk := remote.read(CHUNK):
                 out.write(chunk)
+        except BaseException:
+            # the connection goes first, so that the read-ahead's next request fails
+            self._disconnect()
+            read_ahead.abandon()
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                remote.close()
 
     def _classify(self, error: Exception) -> type[SourceUnavailable] | None:
         import paramiko
@@ -525,20 +533,38 @@ class SftpSource(_BaseSource):
                     closable.close()
 
 
-def _quiet_read_ahead(remote: Any) -> None:
-    """paramiko sends read-ahead requests from a thread of its own, which dies with a traceback
-    on stderr when the connection drops; the reads here report that failure anyway, so the
-    thread ends quietly instead. (An instance attribute: paramiko starts the thread with
-    ``self._prefetch_thread``.)"""
-    import paramiko
+class _ReadAhead:
+    """paramiko's read-ahead of one remote file (at most 64 requests of 32 KiB in flight, so
+    memory stays bounded), safe to abandon. paramiko sends the requests from a thread of its
+    own, which dies with a traceback on stderr when the connection drops, and which waits for a
+    free slot in a loop that nobody ends once the reads stop. Here its failures are swallowed
+    (the reads report them), and abandon() empties its count of requests in flight: it sends
+    once more, fails on the closed connection, and ends. (This reaches into paramiko's
+    SFTPFile: it starts the thread with the instance's ``_prefetch_thread``, and counts the
+    requests in flight in ``_prefetch_extents`` under ``_prefetch_lock``.)"""
 
-    send_requests = remote._prefetch_thread
+    REQUESTS = 64
 
-    def quietly(*args: Any) -> None:
+    def __init__(self, remote: Any) -> None:
+        self.remote = remote
+        self._send = remote._prefetch_thread
+        remote._prefetch_thread = self._send_read_requests
+
+    def start(self) -> None:
+        self.remote.prefetch(max_concurrent_requests=self.REQUESTS)
+
+    def _send_read_requests(self, *args: Any) -> None:
+        import paramiko
+
         with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
-            send_requests(*args)
+            self._send(*args)
 
-    remote._prefetch_thread = quietly
+    def abandon(self) -> None:
+        lock = getattr(self.remote, "_prefetch_lock", None)
+        extents = getattr(self.remote, "_prefetch_extents", None)
+        if lock is not None and extents is not None:
+            with lock:
+                extents.clear()
 
 
 # --- a local folder

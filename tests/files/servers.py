@@ -161,16 +161,21 @@ class _PasswordServer(asyncssh.SSHServer):
 
 class CuttingSFTPServer(asyncssh.SFTPServer):
     """asyncssh's SFTP server, able to drop the whole SSH connection at the first read that
-    reaches past ``cut_after`` bytes of a file (set on the class, one-shot)."""
+    reaches past ``cut_after`` bytes of a file, or to leave every read past ``hang_after``
+    bytes unanswered, as a server that hung does (set on the class; cut_after is one-shot)."""
 
     cut_after: int | None = None
+    hang_after: int | None = None
 
-    def read(self, file_obj: object, offset: int, size: int) -> bytes:
+    def read(self, file_obj: object, offset: int, size: int) -> Any:
         limit = CuttingSFTPServer.cut_after
         if limit is not None and offset + size > limit:
             CuttingSFTPServer.cut_after = None
             self.connection.abort()  # the TCP connection closes without an SFTP answer
             raise asyncssh.SFTPConnectionLost("cut by the test")
+        hang = CuttingSFTPServer.hang_after
+        if hang is not None and offset + size > hang:
+            return asyncio.Event().wait()  # never answered (cancelled when the server stops)
         return super().read(file_obj, offset, size)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 import traceback
 import uuid
@@ -346,27 +347,41 @@ def sftp(tmp_path: Path, tree: dict[str, bytes]) -> Iterator:
 
 # paramiko's read-ahead thread must not die with a traceback on stderr
 @pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
-def test_sftp_connection_dropped_mid_download_leaves_nothing_then_retry_succeeds(
-    sftp, tmp_path: Path, big: bytes
+@pytest.mark.parametrize("how", ["cut", "hung"])
+def test_sftp_connection_lost_mid_download_leaves_nothing_then_retry_succeeds(
+    sftp, tmp_path: Path, big: bytes, how: str
 ) -> None:
-    """The SSH connection dies after 1 MiB of the file: the fetch is a network failure, no
-    partial file stays, nothing is printed, and the next fetch connects again and gets the
-    whole file."""
+    """After 1 MiB of the file the SSH connection dies (cut) or the server stops answering
+    (hung): the fetch is a network failure, no partial file stays, nothing is printed, no
+    read-ahead thread outlives it, and the next fetch connects again and gets the whole file."""
     into = tmp_path / "big.bin"
-    with open_source(sftp.url(query="insecure_host_key=true")) as source:
+    with open_source(sftp.url(query="insecure_host_key=true"), timeout=1.0) as source:
         [file] = source.list("big.bin")
-        CuttingSFTPServer.cut_after = 1024 * 1024
+        if how == "cut":
+            CuttingSFTPServer.cut_after = 1024 * 1024
+        else:
+            CuttingSFTPServer.hang_after = 1024 * 1024
         try:
             with pytest.raises(SourceUnavailable) as caught:
                 source.fetch(file, into)
         finally:
-            CuttingSFTPServer.cut_after = None
+            CuttingSFTPServer.cut_after = CuttingSFTPServer.hang_after = None
         assert caught.value.error_class == "network"
         assert_no_secret(caught.value)
         assert not into.exists()
         assert leftovers(tmp_path) == []
+        assert_read_ahead_ends()
         assert source.fetch(file, into) == BIG_SIZE
     assert sha256(into.read_bytes()) == sha256(big)
+
+
+def assert_read_ahead_ends() -> None:
+    """paramiko's read-ahead thread of an abandoned download does not outlive it (a worker
+    that lost connections would gather threads polling every 10 ms)."""
+    deadline = time.monotonic() + 10
+    while any(t.name.endswith("(_send_read_requests)") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the read-ahead thread is still running"
+        time.sleep(0.01)
 
 
 def test_sftp_host_key_not_the_known_one_is_refused(sftp, tmp_path: Path) -> None:
