@@ -297,6 +297,52 @@ def test_a_version_overtaken_while_in_flight_is_not_merged(setup: Setup) -> None
     assert states == [("superseded", None), ("imported", None)]
 
 
+def test_content_another_worker_merged_meanwhile_is_a_duplicate_not_merged_twice(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """a.csv and b.csv hold the same bytes. b's worker has checked and COPYed b when a's worker
+    imports a (just before b is stored): at its merge b is found a duplicate of a, its rows are
+    rolled back, and the verdict is kept."""
+    same = csv_bytes(rows(1, 20))
+    (setup.folder / "a.csv").write_bytes(same)
+    (setup.folder / "b.csv").write_bytes(same)
+    with connect(setup.url) as conn:
+        conn.execute("INSERT INTO app.property VALUES (999, 'x', 1, now(), now(), NULL)")
+        discover(conn, load_sources(conn)["county"])
+        first, second = setup.importer(conn, "w1"), setup.importer(conn, "w2")
+        claimed = []
+        for worker in ("w1", "w2"):
+            token = conn.execute("SELECT etl.next_lease_token()").fetchone()[0]
+            [row] = conn.execute(
+                "SELECT * FROM files.claim_files(%s, 1, '1 hour', %s)", [worker, token]
+            ).fetchall()
+            claimed.append((Claimed(*row), token))
+        (a, a_token), (b, b_token) = claimed
+        store = second._store
+
+        def store_after_a_is_imported(*args: object) -> dict:
+            assert first.import_file(a, a_token) == "imported"
+            return store(*args)
+
+        monkeypatch.setattr(second, "_store", store_after_a_is_imported)
+
+        assert second.import_file(b, b_token) == "duplicate"
+
+        files = {
+            path: rest
+            for path, *rest in conn.execute(
+                "SELECT path, state, duplicate_of IS NOT NULL, lease_token FROM files.file"
+            ).fetchall()
+        }
+        merges = conn.execute(
+            "SELECT count(*) FROM etl.journal WHERE pipeline = 'files' AND step = 'merged'"
+        ).fetchone()[0]
+    assert (a.path, b.path) == ("a.csv", "b.csv")
+    assert files == {"a.csv": ["imported", False, None], "b.csv": ["duplicate", True, None]}
+    assert merges == 1
+    assert setup.target() == [*(tuple(row) for row in rows(1, 20)), ("999", "x", "1.00")]
+
+
 def test_a_load_that_takes_fewer_rows_than_were_validated_is_refused(setup: Setup) -> None:
     """Before PostgreSQL 18 a CSV line `\\.` ends COPY's data early: the validation counted 5
     rows, the COPY takes 2, and nothing is merged. From 18 on the line is data: 5 rows land."""
