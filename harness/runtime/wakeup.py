@@ -163,21 +163,25 @@ def run_until_stopped(
     hear nothing)."""
     backoff = backoff or PollBackoff()
     if not channels:  # poll-only (PGFERRY_LISTEN=off, or nothing to listen for)
-        while not stop.is_set():
-            if cycle():
-                backoff.reset()
-            if stop.is_set():
-                break
-            stop.wait(backoff.next_delay())
+        _cycle_until_stopped(stop, cycle, backoff, stop.wait)
         return
     with Listener(database_url, channels, LISTEN_APPLICATION_NAME, stop) as listener:
         try:
             listener.connect()
         except psycopg.OperationalError as error:
             listener.reconnect(error)  # the database is not there yet: wait for it
-        while not stop.is_set():
-            if cycle():
-                backoff.reset()
-            if stop.is_set():
-                break
-            listener.wait(backoff.next_delay())
+        _cycle_until_stopped(stop, cycle, backoff, listener.wait)
+
+
+def _cycle_until_stopped(
+    stop: threading.Event,
+    cycle: Callable[[], bool],
+    backoff: PollBackoff,
+    wait: Callable[[float], object],
+) -> None:
+    while not stop.is_set():
+        if cycle():
+            backoff.reset()
+        if stop.is_set():
+            break
+        wait(backoff.next_delay())

@@ -5,13 +5,12 @@ the sources again every FILES_LIST_SECONDS and imports a file that arrives while
 from __future__ import annotations
 
 import gzip
-import signal
 
 from tests.cli.support import run as run_harness
 from tests.files.conftest import Site
 from tests.files.test_importer import csv_bytes, rows
 from tests.runtime.test_worker import wait_for
-from tests.support.permits import start_harness
+from tests.support.permits import running_harness, stop_harness
 from tests.support.pg import connect
 
 
@@ -31,28 +30,21 @@ def test_a_long_running_worker_imports_a_file_that_arrives_while_it_runs(
     site: Site,
 ) -> None:
     env = {**site.env, "PGFERRY_PIPELINES": "files", "FILES_LIST_SECONDS": "0.2"}
-    worker = start_harness(env, "run", "--loop")
-    try:
-        with connect(site.url) as conn:
-            wait_for(  # the worker is up: its heartbeat names the files pipeline
-                lambda: conn.execute(
-                    "SELECT count(*) FROM etl.worker WHERE 'files' = ANY (pipelines)"
-                ).fetchone()[0],
-                30,
-            )
-            (site.folder / "late.csv").write_bytes(csv_bytes(rows(1, 25)))
-            wait_for(
-                lambda: conn.execute(
-                    "SELECT count(*) FROM files.file WHERE state = 'imported'"
-                ).fetchone()[0],
-                30,
-            )
-        worker.send_signal(signal.SIGTERM)
-        out, err = worker.communicate(timeout=60)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
+    with running_harness(env, "run", "--loop") as worker, connect(site.url) as conn:
+        wait_for(  # the worker is up: its heartbeat names the files pipeline
+            lambda: conn.execute(
+                "SELECT count(*) FROM etl.worker WHERE 'files' = ANY (pipelines)"
+            ).fetchone()[0],
+            30,
+        )
+        (site.folder / "late.csv").write_bytes(csv_bytes(rows(1, 25)))
+        wait_for(
+            lambda: conn.execute(
+                "SELECT count(*) FROM files.file WHERE state = 'imported'"
+            ).fetchone()[0],
+            30,
+        )
+        out, err = stop_harness(worker)
     assert worker.returncode == 0, err
     assert "files: 1 new file(s) listed; 1 imported" in out
     assert site.target() == [tuple(row) for row in rows(1, 25)]

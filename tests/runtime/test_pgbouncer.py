@@ -5,7 +5,6 @@ statements reused across transactions) in the way."""
 
 from __future__ import annotations
 
-import signal
 import threading
 import uuid
 from collections.abc import Iterator
@@ -19,7 +18,14 @@ from harness.s3 import make_client
 from tests.cli.support import closed_port
 from tests.runtime.test_exit_codes import shipment_env
 from tests.runtime.test_worker import wait_for
-from tests.support.permits import load_run, numbered, run_harness, start_harness, worker_env
+from tests.support.permits import (
+    load_run,
+    numbered,
+    run_harness,
+    running_harness,
+    stop_harness,
+    worker_env,
+)
 from tests.support.pgbouncer import pgbouncer
 from tests.support.shipments import assert_detrack_matches_erp, insert_shipments, shipment
 
@@ -76,18 +82,13 @@ def test_a_poll_only_worker_through_pgbouncer_takes_work_that_arrives(
     bucket: str,
     fake: DetrackFake,
 ) -> None:
-    worker = start_harness(environment(bouncer, s3_endpoint, bucket, fake), "run", "--loop")
-    try:
+    env = environment(bouncer, s3_endpoint, bucket, fake)
+    with running_harness(env, "run", "--loop") as worker:
         wait_for(lambda: conn.execute("SELECT count(*) FROM etl.worker").fetchone()[0], 30)
         load_run(conn, numbered(PERMITS))
         insert_shipments(conn, [shipment() for _ in range(SHIPMENTS)])
         wait_for(lambda: moved(conn) == PERMITS and len(fake.jobs()) == SHIPMENTS, 60)
-        worker.send_signal(signal.SIGTERM)
-        _, err = worker.communicate(timeout=60)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
+        _, err = stop_harness(worker)
     assert worker.returncode == 0, err
     assert_detrack_matches_erp(conn, fake)
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
 import urllib.parse
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -199,6 +201,25 @@ def run_harness(
         text=True,
         timeout=timeout,
     )
+
+
+@contextmanager
+def running_harness(env: dict[str, str], *args: str) -> Iterator[subprocess.Popen]:
+    """A harness started for the block (a worker with --loop); killed if the block leaves it
+    running."""
+    worker = start_harness(env, *args)
+    try:
+        yield worker
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+
+def stop_harness(worker: subprocess.Popen) -> tuple[str, str]:
+    """SIGTERM, as a scheduler stops a worker; its stdout and stderr once it has exited."""
+    worker.send_signal(signal.SIGTERM)
+    return worker.communicate(timeout=60)
 
 
 def start_harness(env: dict[str, str], *args: str) -> subprocess.Popen:
