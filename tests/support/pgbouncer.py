@@ -6,6 +6,7 @@ advisory locks, SET, server-side prepared statements) does not carry from one to
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -62,7 +63,7 @@ def pgbouncer(database_url: str) -> Iterator[str]:
         )
     )
     config.chmod(0o644)
-    user = ["-u", "nobody"] if os.geteuid() == 0 else []
+    user = ["-u", _unprivileged_user(target.get("host") or "")] if os.geteuid() == 0 else []
     process = subprocess.Popen([binary, *user, str(config)], stderr=subprocess.PIPE, text=True)
     url = "postgresql://{user}@127.0.0.1:{port}/{dbname}".format(
         user=target.get("user") or "postgres", port=port, dbname=target["dbname"]
@@ -74,6 +75,14 @@ def pgbouncer(database_url: str) -> Iterator[str]:
         process.terminate()
         process.wait(timeout=10)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _unprivileged_user(host: str) -> str:
+    """Whom PgBouncer runs as under root: the owner of the server's Unix socket folder (the
+    only user besides root that may connect to it), else nobody."""
+    if host.startswith("/"):
+        return pwd.getpwuid(os.stat(host).st_uid).pw_name
+    return "nobody"
 
 
 def _wait_until_serving(url: str, process: subprocess.Popen) -> None:

@@ -14,4 +14,4 @@ COMMENT ON TABLE etl.leader IS
     ' etl.resign_lead.';
 
 GRANT ALL ON etl.leader TO pgferry_owner;
-GRANT SELECT ON etl.leader TO pgferry_worker, pgferry_viewer;
+GRANT SELECT ON etl.leader TO pgferry_worker;
