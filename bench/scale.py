@@ -60,6 +60,7 @@ def main() -> None:
     from tests.support.seaweedfs import SeaweedS3
 
     with scratch_database() as url, SeaweedS3() as weed:
+        os.environ.update(weed.env())  # its credentials, for this process's client too
         client = make_client(weed.endpoint_url)
         client.create_bucket(Bucket="permits")
         env = {
