@@ -382,7 +382,7 @@ class Importer:
         return {"raw_key": key, "bytes": local.stat().st_size, "sha256": file.sha256}
 
     def _fetch_raw(self, file: Claimed, local: Path) -> None:
-        """The stored raw object back, for a file whose local copy is gone."""
+        """The stored raw object back: after 'stored' it is the copy loaded."""
         self.raw.client.download_file(self.raw.bucket, file.raw_key, str(local))
         if _sha256(local) != file.sha256:
             raise ObjectMismatch(f"s3://{self.raw.bucket}/{file.raw_key} is not the file stored")
