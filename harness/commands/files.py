@@ -34,7 +34,13 @@ SELECT file_id, source, path, step, error_class, error, attempts
 @files_app.command("run")
 def run(
     source: Annotated[
-        str | None, typer.Option(help="Only this source (default: every source).")
+        str | None,
+        typer.Option(
+            help=(
+                "List only this source for new files (default: every source); files"
+                " already listed are imported whatever their source."
+            )
+        ),
     ] = None,
     once: Annotated[
         bool, typer.Option("--once", help="One claim of files only, not until none is left.")
