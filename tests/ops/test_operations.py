@@ -307,7 +307,11 @@ def test_cancel_stops_a_running_consumer_cleanly(
         env = worker_env(db_url, s3_endpoint, bucket, batch_size=5)
         worker = start_harness(env, "run", "permits")
         assert list(conn.notifies(timeout=30, stop_after=1))
-        assert run_harness(env, "cancel").returncode == 0
+        # the worker's next move waits on this lock, so that the cancel lands mid-drain
+        # however fast the worker is (200 permits once drained before a cancel could start)
+        with connect(db_url) as holder, holder.transaction():
+            holder.execute("LOCK TABLE permit.permit IN EXCLUSIVE MODE")
+            assert run_harness(env, "cancel").returncode == 0
         assert worker.wait(timeout=60) == 0
         leased, left = conn.execute(
             "SELECT count(*) FILTER (WHERE state = 'claimed'), count(*) FROM tps.staged_permit"
