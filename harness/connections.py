@@ -5,6 +5,8 @@ prepared. pgferry's statements are few and large (a batch each), so preparing sa
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -13,3 +15,9 @@ import psycopg
 def connect(conninfo: str = "", **kwargs: Any) -> psycopg.Connection:
     """psycopg.connect, with no server-side prepared statements."""
     return psycopg.connect(conninfo, prepare_threshold=None, **kwargs)
+
+
+def same_server(connection: psycopg.Connection) -> Callable[[], psycopg.Connection]:
+    """Opens another autocommit connection with ``connection``'s parameters."""
+    info = connection.info
+    return partial(connect, info.dsn, password=info.password, autocommit=True)

@@ -317,8 +317,7 @@ class Importer:
     def _loading(self) -> psycopg.Connection:
         """The loading transaction's own connection: the steps recorded meanwhile commit on
         ``connection`` before it."""
-        info = self.connection.info
-        return connections.connect(info.dsn, password=info.password, autocommit=True)
+        return connections.same_server(self.connection)()
 
     def _copy_checked(
         self, loading: psycopg.Connection, source: FileSource, target: Target, local: Path

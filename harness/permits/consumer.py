@@ -62,12 +62,6 @@ class RunTotals:
         return self.rejected + self.dead
 
 
-def same_server(connection: psycopg.Connection) -> Callable[[], psycopg.Connection]:
-    """Opens another autocommit connection with ``connection``'s parameters."""
-    info = connection.info
-    return partial(connections.connect, info.dsn, password=info.password, autocommit=True)
-
-
 class PermitConsumer:
     def __init__(
         self,
@@ -89,7 +83,7 @@ class PermitConsumer:
         self.on_batch = on_batch or (lambda totals: None)
         self._pool = ThreadPoolExecutor(settings.upload_concurrency, "pgferry-upload")
         self.leases = LeaseKeeper(
-            connect or same_server(store.connection), "permits", settings.lease_seconds
+            connect or connections.same_server(store.connection), "permits", settings.lease_seconds
         )
         self.leases.start()
         # a stop finishes the batch in hand: the guards watch the lease only

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
+
+from tests.cli.support import closed_port
 
 CONFIG = """\
 [databases]
@@ -37,12 +38,6 @@ pidfile = {folder}/pgbouncer.pid
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextmanager
 def pgbouncer(database_url: str) -> Iterator[str]:
     """PgBouncer in front of ``database_url``'s server; yields the same database's URL through
@@ -51,7 +46,7 @@ def pgbouncer(database_url: str) -> Iterator[str]:
     target = conninfo_to_dict(database_url)
     folder = Path(tempfile.mkdtemp(prefix="pgferry-pgbouncer-"))
     folder.chmod(0o777)  # PgBouncer refuses to run as root: it runs as nobody and writes here
-    port = _free_port()
+    port = closed_port()  # free: PgBouncer takes it
     config = folder / "pgbouncer.ini"
     config.write_text(
         CONFIG.format(
