@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from harness.commands.airflow import airflow_app
 from harness.commands.common import console, out, start_worker
 from harness.commands.control import pause, resume
 from harness.commands.cutover import cutover_app
@@ -65,6 +66,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(di_app, name="di")
 app.add_typer(cutover_app, name="cutover")
 app.add_typer(files_app, name="files")
+app.add_typer(airflow_app, name="airflow")
 app.add_typer(run_app, name="run")
 app.add_typer(permits_app, name="permits")
 app.command("extract")(extract)

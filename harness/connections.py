@@ -21,3 +21,8 @@ def same_server(connection: psycopg.Connection) -> Callable[[], psycopg.Connecti
     """Opens another autocommit connection with ``connection``'s parameters."""
     info = connection.info
     return partial(connect, info.dsn, password=info.password, autocommit=True)
+
+
+async def connect_async(conninfo: str = "", **kwargs: Any) -> psycopg.AsyncConnection:
+    """psycopg.AsyncConnection.connect, with no server-side prepared statements."""
+    return await psycopg.AsyncConnection.connect(conninfo, prepare_threshold=None, **kwargs)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import psycopg
@@ -81,19 +80,12 @@ def run(
     """
     from harness.config import DiSettings, first_line, load, scrub
     from harness.di.metadata import load_processes
-    from harness.di.run import DiRunResult, Layer, run_process
+    from harness.di.run import DiRunResult, layer_from, run_process
     from harness.di.schedule import run_in_waves, select
-    from harness.s3 import make_client
 
     url = require_database()
     settings = load(DiSettings)
-    layer = Layer(
-        make_client(settings.endpoint_url, settings.region),
-        settings.bucket,
-        settings.prefix,
-        settings.transforms,
-        timedelta(minutes=settings.commit_margin_minutes),
-    )
+    layer = layer_from(settings)
     with connections.connect(url, autocommit=True) as connection:
         chosen = select(load_processes(connection), names or [], group)
 

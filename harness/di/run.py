@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from harness.config import first_line, scrub
+from harness.config import DiSettings, first_line, scrub
 from harness.di.extract import Window
 from harness.di.files import copy_files, keys_in_window
 from harness.di.layer import object_key, store
@@ -55,6 +55,19 @@ class Layer:
     transforms: Path | None = None  # the folder of the BL SELECTs (stg_to_bl processes)
     # each CDC window is read from this much before its start too (extract.Window.margin)
     commit_margin: timedelta = DEFAULT_COMMIT_MARGIN
+
+
+def layer_from(settings: DiSettings) -> Layer:
+    """The layer DI_BUCKET, DI_PREFIX and DI_ENDPOINT_URL describe."""
+    from harness.s3 import make_client
+
+    return Layer(
+        make_client(settings.endpoint_url, settings.region),
+        settings.bucket,
+        settings.prefix,
+        settings.transforms,
+        timedelta(minutes=settings.commit_margin_minutes),
+    )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,97 @@
+"""LoaderRunSensor: wait for an upstream loader's run to end, by polling etl.process.
+
+Given a process id (templated: an upstream task's XCom of etl.start_process), it waits for
+that run; without one, for a succeeded run of the pipeline whose consumer has not finished it
+yet (work waiting for the permit run). A run that ended failed or abandoned fails the task
+(``fail_on_failed_run``). Deferrable by default: the wait is the triggerer's
+(harness.airflow.triggers.LoaderRunTrigger), no worker slot is held; ``timeout`` and
+``soft_fail`` work as for any sensor. Returns the run (XCom): id, status, window, rows."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
+from airflow.sdk.exceptions import AirflowFailException
+
+from harness import connections
+from harness.airflow.hook import DEFAULT_CONN_ID, PgferryHook
+from harness.airflow.runs import ENDED_WELL, LOADER_RUN_SQL, RunNotFound, ended_run, query_args
+from harness.airflow.triggers import LoaderRunTrigger
+
+
+class LoaderRunSensor(BaseSensorOperator):
+    template_fields = ("pipeline", "process_id")
+    ui_color = "#f3ecd8"
+
+    def __init__(
+        self,
+        *,
+        pipeline: str,
+        process_id: int | str | None = None,
+        pgferry_conn_id: str = DEFAULT_CONN_ID,
+        poll_interval: float = 30.0,
+        deferrable: bool = True,
+        fail_on_failed_run: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(poke_interval=poll_interval, **kwargs)
+        self.pipeline = pipeline
+        self.process_id = process_id
+        self.pgferry_conn_id = pgferry_conn_id
+        self.poll_interval = poll_interval
+        self.deferrable = deferrable
+        self.fail_on_failed_run = fail_on_failed_run
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)  # poke every poll_interval in a worker slot
+        found = self._look()
+        if found is not None:
+            return self._finish(found)
+        self.defer(
+            trigger=LoaderRunTrigger(
+                self.pipeline, self._process_id(), self.pgferry_conn_id, self.poll_interval
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        if "error" in event:
+            raise AirflowFailException(event["error"])
+        return self._finish(event)
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        found = self._look()
+        return PokeReturnValue(found is not None, self._finish(found) if found else None)
+
+    def _look(self) -> dict[str, Any] | None:
+        url = PgferryHook(self.pgferry_conn_id).database_url()
+        args = query_args(self.pipeline, self._process_id())
+        with connections.connect(url, autocommit=True) as connection:
+            row = connection.execute(LOADER_RUN_SQL, args).fetchone()
+        try:
+            return ended_run(row, self.pipeline, self._process_id())
+        except RunNotFound as missing:
+            raise AirflowFailException(str(missing)) from None
+
+    def _process_id(self) -> int | None:
+        """The id, also when a template rendered it as text; None for none."""
+        if self.process_id in (None, "", "None"):
+            return None
+        try:
+            return int(self.process_id)  # type: ignore[arg-type]
+        except ValueError:
+            raise AirflowFailException(
+                f"process_id must be a loader run's id (a number), not {self.process_id!r}"
+            ) from None
+
+    def _finish(self, run: dict[str, Any]) -> dict[str, Any]:
+        if run["status"] != ENDED_WELL and self.fail_on_failed_run:
+            raise AirflowFailException(
+                f"loader run {run['process_id']} of {self.pipeline} ended {run['status']}:"
+                f" {run['message'] or 'no message'}"
+            )
+        return run

@@ -1,0 +1,156 @@
+"""The triggers pgferry's DAGs wait on, in Airflow's triggerer. Each poll opens a short
+connection to the pgferry database, runs one SELECT and closes it: no LISTEN, no session state,
+no prepared statement, so they work behind PgBouncer in transaction pooling mode, and a
+database that goes away only costs polls (logged) until it is back.
+
+- LoaderRunTrigger: the deferrable LoaderRunSensor's wait for a loader run to end.
+- ShipmentsDueTrigger: the event that starts the shipments DAG when jobs are due for DeTrack
+  (seed 002 polled every five minutes; this announces new work within a poll)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
+
+from harness import connections
+from harness.airflow.hook import DEFAULT_CONN_ID, PgferryHook
+from harness.airflow.runs import LOADER_RUN_SQL, RunNotFound, ended_run, query_args
+from harness.config import first_line, scrub
+
+# Work a shipment run would do now, unless the pipeline is paused (no row then): ERP changes
+# waiting to be copied into jobs (delivery.sync_erp_changes), and jobs pending, due and not
+# leased (delivery.claim_jobs). How many shipments, since when, and a mark that moves whenever
+# something new joins them.
+DUE_SHIPMENTS_SQL = """
+SELECT c.waiting + j.due, least(c.oldest, j.oldest), concat_ws('/', c.newest, j.newest)
+  FROM (SELECT coalesce(sum(shipment_count - taken), 0) AS waiting, min(queued_at) AS oldest,
+               max(change_id) AS newest
+          FROM delivery.erp_change) AS c,
+       (SELECT count(*) AS due, min(next_attempt_at) AS oldest, max(updated_at) AS newest
+          FROM delivery.job
+         WHERE sync_state = 'pending' AND next_attempt_at <= now()
+           AND (lease_expires_at IS NULL OR lease_expires_at < now())) AS j
+ WHERE NOT EXISTS (SELECT FROM etl.pipeline AS p
+                    WHERE p.name = 'shipments' AND p.paused_at IS NOT NULL)
+"""
+
+
+async def _fetch(url: str, sql: str, args: dict[str, Any] | None = None) -> tuple | None:
+    async with await connections.connect_async(url, autocommit=True) as connection:
+        cursor = await connection.execute(sql, args)
+        return await cursor.fetchone()
+
+
+class LoaderRunTrigger(BaseTrigger):
+    """Fires once the loader run looked for has ended (harness.airflow.runs), or when the
+    pipeline or run does not exist (payload ``error``)."""
+
+    def __init__(
+        self,
+        pipeline: str,
+        process_id: int | None = None,
+        pgferry_conn_id: str = DEFAULT_CONN_ID,
+        poll_interval: float = 30.0,
+    ) -> None:
+        super().__init__()
+        self.pipeline = pipeline
+        self.process_id = process_id
+        self.pgferry_conn_id = pgferry_conn_id
+        self.poll_interval = poll_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "pipeline": self.pipeline,
+                "process_id": self.process_id,
+                "pgferry_conn_id": self.pgferry_conn_id,
+                "poll_interval": self.poll_interval,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        url = await PgferryHook(self.pgferry_conn_id).adatabase_url()
+        args = query_args(self.pipeline, self.process_id)
+        while True:
+            try:
+                row = await _fetch(url, LOADER_RUN_SQL, args)
+                found = ended_run(row, self.pipeline, self.process_id)
+            except RunNotFound as missing:
+                yield TriggerEvent({"error": str(missing)})
+                return
+            except psycopg.OperationalError as error:
+                self.log.warning(
+                    "pgferry database unreachable (%s); looking again in %s s",
+                    scrub(first_line(error)),
+                    self.poll_interval,
+                )
+                found = None
+            if found is not None:
+                yield TriggerEvent(found)
+                return
+            self.log.info(
+                "no ended loader run of %s yet; looking again in %s s",
+                self.pipeline,
+                self.poll_interval,
+            )
+            await asyncio.sleep(self.poll_interval)
+
+
+class ShipmentsDueTrigger(BaseEventTrigger):
+    """An asset watcher's trigger: an event when shipments wait for a run (ERP changes to
+    copy, jobs due for DeTrack) and something new joined them since the last event, and again
+    every ``repeat_after`` seconds while they keep waiting (a run that failed is retried).
+    Jobs put off after a failed call (DeTrack down) are not due, so an outage does not start
+    run after run."""
+
+    def __init__(
+        self,
+        pgferry_conn_id: str = DEFAULT_CONN_ID,
+        poll_interval: float = 5.0,
+        repeat_after: float = 300.0,
+    ) -> None:
+        super().__init__()
+        self.pgferry_conn_id = pgferry_conn_id
+        self.poll_interval = poll_interval
+        self.repeat_after = repeat_after
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "pgferry_conn_id": self.pgferry_conn_id,
+                "poll_interval": self.poll_interval,
+                "repeat_after": self.repeat_after,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        url = await PgferryHook(self.pgferry_conn_id).adatabase_url()
+        announced: tuple[Any, float] | None = None  # (newest change, when)
+        while True:
+            try:
+                due, oldest, newest = await _fetch(url, DUE_SHIPMENTS_SQL) or (0, None, None)
+            except psycopg.OperationalError as error:
+                self.log.warning("pgferry database unreachable (%s)", scrub(first_line(error)))
+                due, oldest, newest = 0, None, None
+            if due and _worth_announcing(announced, newest, self.repeat_after):
+                announced = (newest, time.monotonic())
+                yield TriggerEvent({"waiting": due, "since": oldest.isoformat()})
+            elif due:
+                self.log.info("%s shipment(s) waiting, none new since the last event", due)
+            else:
+                self.log.info("no shipment waiting")
+            await asyncio.sleep(self.poll_interval)
+
+
+def _worth_announcing(announced: tuple[Any, float] | None, newest: Any, repeat: float) -> bool:
+    if announced is None:
+        return True
+    last_newest, at = announced
+    return newest != last_newest or time.monotonic() - at >= repeat

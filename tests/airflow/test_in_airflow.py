@@ -1,0 +1,276 @@
+"""The DAG files of `harness airflow dags` in Apache Airflow 3 (its own virtualenv, metadata on
+SQLite): the folder imports with no database at all; dag.test() runs each generated DAG
+against the real PostgreSQL, S3 and DeTrack fake, and the destinations are compared with the
+sources field by field; the loader-run sensor defers and its trigger polls etl.process; the
+shipments trigger announces new work once; exit codes become task states."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from subprocess import Popen
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+
+from harness.demo.detrack_fake import DetrackFake
+from tests.cli.support import closed_port, run
+from tests.di.conftest import Hub, add_users
+from tests.di.test_di_command import environment as di_environment
+from tests.support.airflow import Airflow, airflow_connection, last_json
+from tests.support.permits import assert_each_permit_moved_once, load_run, numbered, worker_env
+from tests.support.shipments import API_KEY, assert_detrack_matches_erp, insert_shipments, shipment
+
+PASSWORD = f"pw-{uuid.uuid4().hex}"  # the Airflow connection's; the test server trusts
+
+
+def generate(db_url: str, folder: Path, *options: str) -> None:
+    done = run({"DATABASE_URL": db_url}, "airflow", "dags", "--out", str(folder), *options)
+    assert done.returncode == 0, done.stderr
+
+
+def connection_env(db_url: str, folder: Path, **settings: str) -> dict[str, str]:
+    password = conninfo_to_dict(db_url).get("password") or PASSWORD
+    return {
+        "AIRFLOW__CORE__DAGS_FOLDER": str(folder),
+        "AIRFLOW_CONN_PGFERRY_DEFAULT": airflow_connection(db_url, password),
+        **settings,
+    }
+
+
+def dag_test(airflow: Airflow, folder: Path, dag_id: str, env: dict[str, str]) -> dict[str, Any]:
+    done = airflow.run("run_dag.py", str(folder), dag_id, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert_no_password(done.stdout + done.stderr, airflow)
+    return last_json(done.stdout)
+
+
+def assert_no_password(output: str, airflow: Airflow) -> None:
+    assert PASSWORD not in output
+    for log in (airflow.home / "logs").rglob("*"):
+        if log.is_file():
+            assert PASSWORD not in log.read_text(errors="replace"), log
+
+
+@pytest.fixture
+def dags(tmp_path: Path) -> Path:
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    return folder
+
+
+def test_the_dag_folder_imports_with_no_database_and_no_connection(
+    airflow: Airflow, conn: psycopg.Connection, db_url: str, dags: Path
+) -> None:
+    for name, group, after in (("orders", "sales", []), ("lines", "sales", ["orders"])):
+        conn.execute(f"CREATE TABLE public.{name} (id integer PRIMARY KEY)")
+        conn.execute(
+            "SELECT etl.define_di_process(%s, p_source => 'qvp', p_source_table => %s,"
+            " p_target_table => %s, p_group => %s, p_depends_on => %s)",
+            [name, f"app.{name}", f"public.{name}", group, after],
+        )
+    generate(db_url, dags)
+
+    parsed = airflow.run("parse_dags.py", str(dags))  # no AIRFLOW_CONN_*, no DATABASE_URL
+
+    assert parsed.returncode == 0, parsed.stderr[-3000:]
+    found = last_json(parsed.stdout)
+    assert found["import_errors"] == {}
+    assert sorted(found["dags"]) == ["pgferry_di_sales", "pgferry_permits", "pgferry_shipments"]
+    sales = found["dags"]["pgferry_di_sales"]["tasks"]
+    assert sales["lines"]["upstream"] == ["orders"]
+    assert sales["lines"]["trigger_rule"].endswith("ALL_DONE")
+    assert {t["type"] for t in sales.values()} == {"DiProcessOperator"}
+    permits = found["dags"]["pgferry_permits"]["tasks"]
+    assert permits["move_permits"]["upstream"] == ["loader_run_finished"]
+    assert permits["loader_run_finished"]["type"] == "LoaderRunSensor"
+    assert found["dags"]["pgferry_shipments"]["timetable"] == "AssetOrTimeSchedule"
+
+
+def test_the_di_dag_runs_each_process_after_its_dependency_into_stg(
+    airflow: Airflow, hub: Hub, s3_endpoint: str, dags: Path
+) -> None:
+    with hub.source("qvp") as source:
+        add_users(source, 1, 120)
+    with hub.source("svp") as source:
+        add_users(source, 1, 40)
+    hub.define("qvp_users", source="qvp", group="crm")
+    hub.define("svp_users", source="svp", group="crm", depends_on=["qvp_users"])
+    generate(hub.target_url, dags)
+    env = {k: v for k, v in di_environment(hub, s3_endpoint).items() if k != "DATABASE_URL"}
+
+    result = dag_test(airflow, dags, "pgferry_di_crm", connection_env(hub.target_url, dags, **env))
+
+    assert result["state"] == "success", result
+    assert result["tasks"]["qvp_users"]["result"]["merged"]["inserted"] == 120
+    assert hub.stg_rows("qvp_users") == hub.source_rows("qvp")
+    assert hub.stg_rows("svp_users") == hub.source_rows("svp")
+    with hub.target() as target:
+        runs = dict(
+            target.execute(
+                "SELECT pipeline, tstzrange(started_at, ended_at) FROM etl.process"
+                " WHERE status = 'succeeded'"
+            ).fetchall()
+        )
+    assert runs["qvp_users"].upper <= runs["svp_users"].lower  # after its dependency ended
+
+
+@pytest.fixture
+def permit_bucket(s3_endpoint: str, s3_credentials: None) -> str:
+    from harness.s3 import make_client
+
+    bucket = f"permits-{uuid.uuid4().hex[:8]}"
+    make_client(s3_endpoint).create_bucket(Bucket=bucket)
+    return bucket
+
+
+@pytest.fixture
+def waiting_dag(airflow: Airflow, dags: Path, db_url: str, s3_endpoint: str, permit_bucket: str
+                ) -> Iterator[Popen]:  # fmt: skip
+    """dag.test() of the permit DAG started while the loader run is still running."""
+    generate(db_url, dags, "--poll-seconds", "1")
+    env = {k: v for k, v in worker_env(db_url, s3_endpoint, permit_bucket).items()
+           if k != "DATABASE_URL"}  # fmt: skip
+    started = airflow.start("run_dag.py", str(dags), "pgferry_permits",
+                            env=connection_env(db_url, dags, **env))  # fmt: skip
+    yield started
+    if started.poll() is None:
+        started.kill()
+        started.wait()
+
+
+def read_until(process: Popen, text: str) -> str:
+    """The process's output up to the first line that holds ``text``."""
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if text in line:
+            return "".join(seen)
+    raise AssertionError(f"ended before {text!r}:\n{''.join(seen)[-3000:]}")
+
+
+def test_the_permit_dag_defers_until_the_loader_run_ends_then_moves_its_permits(
+    airflow: Airflow, conn: psycopg.Connection, db_url: str, s3_endpoint: str,
+    permit_bucket: str, waiting_dag: Popen,
+) -> None:  # fmt: skip
+    permits = numbered(30)
+    process_id = load_run(conn, permits, status="running")
+
+    read_until(waiting_dag, "no ended loader run of permits yet")  # deferred, polling
+    assert conn.execute("SELECT count(*) FROM permit.permit").fetchone()[0] == 0
+    conn.execute("SELECT etl.end_process(%s, 'succeeded', %s)", [process_id, len(permits)])
+    output, _ = waiting_dag.communicate(timeout=300)
+
+    assert waiting_dag.returncode == 0, output[-3000:]
+    result = last_json(output)
+    assert result["state"] == "success", result
+    sensed = result["tasks"]["loader_run_finished"]["result"]
+    assert (sensed["process_id"], sensed["status"]) == (process_id, "succeeded")
+    assert_each_permit_moved_once(conn, s3_endpoint, permit_bucket, permits)
+    consumed = conn.execute("SELECT consumed_at FROM etl.process WHERE process_id = %s",
+                            [process_id]).fetchone()[0]  # fmt: skip
+    assert consumed is not None
+    assert_no_password(output, airflow)
+
+
+def test_a_failed_loader_run_fails_the_sensor_and_moves_nothing(
+    airflow: Airflow, conn: psycopg.Connection, db_url: str, dags: Path, tmp_path: Path
+) -> None:
+    failed = load_run(conn, numbered(3), status="failed")
+    (dags / "one_run.py").write_text(
+        "from airflow.sdk import DAG\n"
+        "from harness.airflow.operators import PermitRunOperator\n"
+        "from harness.airflow.sensors import LoaderRunSensor\n"
+        "with DAG(dag_id='one_run', schedule=None):\n"
+        f"    LoaderRunSensor(task_id='wait', pipeline='permits', process_id='{failed}')"
+        " >> PermitRunOperator(task_id='move')\n"
+    )
+
+    result = dag_test(airflow, dags, "one_run", connection_env(db_url, dags))
+
+    assert result["state"] == "failed"
+    assert result["tasks"]["wait"]["state"] == "failed"
+    assert result["tasks"]["move"]["state"] == "upstream_failed"
+    assert conn.execute("SELECT count(*) FROM permit.permit").fetchone()[0] == 0
+
+
+def test_the_shipment_dag_sends_the_erp_shipments_to_detrack(
+    airflow: Airflow, conn: psycopg.Connection, db_url: str, dags: Path, fake: DetrackFake
+) -> None:
+    insert_shipments(conn, [shipment() for _ in range(20)])
+    generate(db_url, dags)
+    env = {"DETRACK_BASE_URL": fake.base_url, "DETRACK_API_KEY": API_KEY}
+
+    result = dag_test(airflow, dags, "pgferry_shipments", connection_env(db_url, dags, **env))
+
+    assert result["state"] == "success", result
+    assert len(fake.jobs()) == 20
+    assert_detrack_matches_erp(conn, fake)
+
+
+@pytest.mark.parametrize(
+    ("settings", "tries", "said"),
+    [
+        ({"DETRACK_API_KEY": ""}, ["failed"], "DETRACK_API_KEY is empty"),  # exit 2: no retry
+        # exit 3, retried: the retry finds the job put off to its next attempt, nothing due
+        (
+            {"DETRACK_BASE_URL": f"http://127.0.0.1:{closed_port()}"},
+            ["up_for_retry", "success"],
+            "ended with exit 3",
+        ),
+    ],
+    ids=["configuration", "unreachable"],
+)
+def test_a_run_that_cannot_succeed_fails_at_once_and_one_that_may_later_is_retried(
+    airflow: Airflow, conn: psycopg.Connection, db_url: str, dags: Path, fake: DetrackFake,
+    settings: dict[str, str], tries: list[str], said: str,
+) -> None:  # fmt: skip
+    insert_shipments(conn, [shipment()])
+    (dags / "send.py").write_text(
+        "from datetime import timedelta\n"
+        "from airflow.sdk import DAG\n"
+        "from harness.airflow.operators import ShipmentRunOperator\n"
+        "with DAG(dag_id='send', schedule=None):\n"
+        "    ShipmentRunOperator(task_id='send', retries=1, retry_delay=timedelta(0))\n"
+    )
+    env = {"DETRACK_BASE_URL": fake.base_url, "DETRACK_API_KEY": API_KEY, **settings}
+
+    done = airflow.run("run_dag.py", str(dags), "send", env=connection_env(db_url, dags, **env))
+
+    task = last_json(done.stdout)["tasks"]["send"]
+    assert (task["state"], task["try_number"]) == (tries[-1], len(tries))
+    assert said in done.stdout
+    assert fake.jobs() == []
+
+
+def test_the_shipments_trigger_announces_waiting_work_once_until_more_comes(
+    airflow: Airflow, conn: psycopg.Connection, db_url: str, dags: Path
+) -> None:
+    kwargs = {"poll_interval": 0.05, "repeat_after": 3600}
+    watcher = airflow.start(
+        "run_trigger.py",
+        "harness.airflow.triggers.ShipmentsDueTrigger",
+        json.dumps(kwargs),
+        "2",
+        env=connection_env(db_url, dags),
+    )
+    try:
+        read_until(watcher, "no shipment waiting")
+        insert_shipments(conn, [shipment(), shipment()])
+        first = read_until(watcher, '"event"')
+        quiet = [read_until(watcher, "2 shipment(s) waiting, none new") for _ in range(3)]
+        insert_shipments(conn, [shipment()])
+        second = read_until(watcher, '"event"')
+        assert watcher.wait(timeout=60) == 0
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
+
+    assert json.loads(first.splitlines()[-1])["event"]["waiting"] == 2
+    assert not any('"event"' in chunk for chunk in quiet)  # polled on, announced nothing
+    assert json.loads(second.splitlines()[-1])["event"]["waiting"] == 3
