@@ -177,23 +177,34 @@ def test_the_permit_dag_defers_until_the_loader_run_ends_then_moves_its_permits(
     assert_no_password(output, airflow)
 
 
-def test_a_failed_loader_run_fails_the_sensor_and_moves_nothing(
-    airflow: Airflow, conn: psycopg.Connection, db_url: str, dags: Path, tmp_path: Path
+def test_a_sensor_given_a_run_waits_for_it_and_fails_when_it_fails_moving_nothing(
+    airflow: Airflow, conn: psycopg.Connection, db_url: str, dags: Path
 ) -> None:
-    failed = load_run(conn, numbered(3), status="failed")
+    running = load_run(conn, numbered(3), status="running")
     (dags / "one_run.py").write_text(
         "from airflow.sdk import DAG\n"
         "from harness.airflow.operators import PermitRunOperator\n"
         "from harness.airflow.sensors import LoaderRunSensor\n"
-        "with DAG(dag_id='one_run', schedule=None):\n"
-        f"    LoaderRunSensor(task_id='wait', pipeline='permits', process_id='{failed}')"
-        " >> PermitRunOperator(task_id='move')\n"
+        "with DAG(dag_id='one_run', schedule=None, params={'run': RUN}):\n"
+        "    LoaderRunSensor(task_id='wait', pipeline='permits', poll_interval=0.2,\n"
+        "                    process_id='{{ params.run }}') >> PermitRunOperator(task_id='move')\n".replace(
+            "RUN", str(running)
+        )
     )
+    waiting = airflow.start("run_dag.py", str(dags), "one_run", env=connection_env(db_url, dags))
+    try:
+        read_until(waiting, "no ended loader run of permits yet")
+        conn.execute("SELECT etl.end_process(%s, 'failed', 0, 'the source was empty')", [running])
+        output, _ = waiting.communicate(timeout=300)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+            waiting.wait()
 
-    result = dag_test(airflow, dags, "one_run", connection_env(db_url, dags))
-
+    result = last_json(output)
     assert result["state"] == "failed"
     assert result["tasks"]["wait"]["state"] == "failed"
+    assert f"loader run {running} of permits ended failed: the source was empty" in output
     assert result["tasks"]["move"]["state"] == "upstream_failed"
     assert conn.execute("SELECT count(*) FROM permit.permit").fetchone()[0] == 0
 
