@@ -13,40 +13,16 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from harness.airflow.hook import DEFAULT_CONN_ID, PgferryHook
+from harness.airflow.faults import run_checked, task_error
+from harness.airflow.hook import DEFAULT_CONN_ID
 
 log = logging.getLogger(__name__)
-EXIT_PROBLEM, EXIT_CONFIG, EXIT_UNREACHABLE = 1, 2, 3
-
-
-def task_error(code: int, message: str) -> AirflowException:
-    """The exception that gives a task the state an exit code calls for."""
-    if code == EXIT_UNREACHABLE:
-        return AirflowException(message)  # a later try may well succeed
-    return AirflowFailException(message)
-
-
-def run_checked(pgferry_conn_id: str, work: Callable[[str], Any]) -> Any:
-    """``work(database_url)`` on a database at this harness's revision; a fault is described
-    (harness.commands.faults) and raised as the task error its exit code calls for."""
-    from harness.commands.common import check_revision
-    from harness.commands.faults import describe
-
-    url = PgferryHook(pgferry_conn_id).database_url()
-    try:
-        check_revision(url)
-        return work(url)
-    except AirflowException:
-        raise
-    except Exception as error:
-        fault = describe(error)
-        raise task_error(fault.code, fault.message) from None
 
 
 class PipelineRunOperator(BaseOperator):

@@ -16,7 +16,8 @@ from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException
 
 from harness import connections
-from harness.airflow.hook import DEFAULT_CONN_ID, PgferryHook
+from harness.airflow.faults import run_checked
+from harness.airflow.hook import DEFAULT_CONN_ID
 from harness.airflow.runs import ENDED_WELL, LOADER_RUN_SQL, RunNotFound, ended_run, query_args
 from harness.airflow.triggers import LoaderRunTrigger
 
@@ -68,14 +69,18 @@ class LoaderRunSensor(BaseSensorOperator):
         return PokeReturnValue(found is not None, self._finish(found) if found else None)
 
     def _look(self) -> dict[str, Any] | None:
-        url = PgferryHook(self.pgferry_conn_id).database_url()
-        args = query_args(self.pipeline, self._process_id())
-        with connections.connect(url, autocommit=True) as connection:
-            row = connection.execute(LOADER_RUN_SQL, args).fetchone()
-        try:
-            return ended_run(row, self.pipeline, self._process_id())
-        except RunNotFound as missing:
-            raise AirflowFailException(str(missing)) from None
+        process_id = self._process_id()
+
+        def look(url: str) -> dict[str, Any] | None:
+            with connections.connect(url, autocommit=True) as connection:
+                args = query_args(self.pipeline, process_id)
+                row = connection.execute(LOADER_RUN_SQL, args).fetchone()
+            try:
+                return ended_run(row, self.pipeline, process_id)
+            except RunNotFound as missing:
+                raise AirflowFailException(str(missing)) from None
+
+        return run_checked(self.pgferry_conn_id, look)
 
     def _process_id(self) -> int | None:
         """The id, also when a template rendered it as text; None for none."""
