@@ -23,6 +23,7 @@ from tests.di.conftest import Hub, add_users
 from tests.di.test_di_command import environment as di_environment
 from tests.support.airflow import Airflow, airflow_connection, last_json
 from tests.support.permits import assert_each_permit_moved_once, load_run, numbered, worker_env
+from tests.support.pgbouncer import pgbouncer
 from tests.support.shipments import API_KEY, assert_detrack_matches_erp, insert_shipments, shipment
 
 PASSWORD = f"pw-{uuid.uuid4().hex}"  # the Airflow connection's; the test server trusts
@@ -128,15 +129,30 @@ def permit_bucket(s3_endpoint: str, s3_credentials: None) -> str:
     return bucket
 
 
+@pytest.fixture(params=["direct", "pgbouncer"])
+def airflow_db_url(request: pytest.FixtureRequest, db_url: str) -> Iterator[str]:
+    """The database as the Airflow connection reaches it: straight, or through PgBouncer in
+    transaction pooling mode (each transaction on any server connection)."""
+    if request.param == "direct":
+        yield db_url
+    else:
+        with pgbouncer(db_url) as url:
+            yield url
+
+
 @pytest.fixture
-def waiting_dag(airflow: Airflow, dags: Path, db_url: str, s3_endpoint: str, permit_bucket: str
-                ) -> Iterator[Popen]:  # fmt: skip
+def waiting_dag(
+    airflow: Airflow, dags: Path, db_url: str, airflow_db_url: str, s3_endpoint: str,
+    permit_bucket: str,
+) -> Iterator[Popen]:  # fmt: skip
     """dag.test() of the permit DAG started while the loader run is still running."""
     generate(db_url, dags, "--poll-seconds", "1")
     env = {k: v for k, v in worker_env(db_url, s3_endpoint, permit_bucket).items()
            if k != "DATABASE_URL"}  # fmt: skip
+    if airflow_db_url != db_url:
+        env["PGFERRY_LISTEN"] = "off"  # poll-only: no LISTEN through transaction pooling
     started = airflow.start("run_dag.py", str(dags), "pgferry_permits",
-                            env=connection_env(db_url, dags, **env))  # fmt: skip
+                            env=connection_env(airflow_db_url, dags, **env))  # fmt: skip
     yield started
     if started.poll() is None:
         started.kill()
