@@ -40,6 +40,13 @@ SELECT c.waiting + j.due, least(c.oldest, j.oldest), concat_ws('/', c.newest, j.
 """
 
 
+def _serialized(trigger: BaseTrigger, *arguments: str) -> tuple[str, dict[str, Any]]:
+    """What the triggerer stores to build ``trigger`` again: its class path and arguments (a
+    connection id, never a URL or a password)."""
+    classpath = f"{type(trigger).__module__}.{type(trigger).__qualname__}"
+    return classpath, {name: getattr(trigger, name) for name in arguments}
+
+
 async def _fetch(url: str, sql: str, args: dict[str, Any] | None = None) -> tuple | None:
     async with await connections.connect_async(url, autocommit=True) as connection:
         cursor = await connection.execute(sql, args)
@@ -64,15 +71,7 @@ class LoaderRunTrigger(BaseTrigger):
         self.poll_interval = poll_interval
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "pipeline": self.pipeline,
-                "process_id": self.process_id,
-                "pgferry_conn_id": self.pgferry_conn_id,
-                "poll_interval": self.poll_interval,
-            },
-        )
+        return _serialized(self, "pipeline", "process_id", "pgferry_conn_id", "poll_interval")
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         url = await PgferryHook(self.pgferry_conn_id).adatabase_url()
@@ -121,14 +120,7 @@ class ShipmentsDueTrigger(BaseEventTrigger):
         self.repeat_after = repeat_after
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "pgferry_conn_id": self.pgferry_conn_id,
-                "poll_interval": self.poll_interval,
-                "repeat_after": self.repeat_after,
-            },
-        )
+        return _serialized(self, "pgferry_conn_id", "poll_interval", "repeat_after")
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         url = await PgferryHook(self.pgferry_conn_id).adatabase_url()
