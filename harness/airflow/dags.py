@@ -174,7 +174,7 @@ def _permits(options: DagOptions) -> str:
                 pgferry_conn_id=CONN_ID,
                 poll_interval={poll},
                 timeout=timedelta(minutes=14),
-                soft_fail=True,
+                skip_on_timeout=True,
             )
             move = PermitRunOperator(task_id="move_permits", pgferry_conn_id=CONN_ID)
             finished >> move

@@ -12,6 +12,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from harness.airflow.hook import PgferryHook
+from harness.config import scrub
 
 
 def task_error(code: int, message: str) -> AirflowException:
@@ -37,4 +38,4 @@ def run_checked(pgferry_conn_id: str, work: Callable[[str], Any]) -> Any:
         raise
     except Exception as error:
         fault = describe(error)
-        raise task_error(fault.code, fault.message) from None
+        raise task_error(fault.code, scrub(fault.message)) from None

@@ -42,12 +42,15 @@ class PgferryHook(BaseHook):
 
 
 def database_url(connection: Connection) -> str:
-    """postgresql://user:password@host:port/database?params, every part percent-encoded; a host
-    that is a directory (a Unix socket) goes into the parameters, as libpq wants it."""
+    """postgresql://user:password@host:port/database?params: user, password, database and
+    parameters percent-encoded (a space as %20: libpq reads no +), an IPv6 host in brackets,
+    and a host that is a directory (a Unix socket) among the parameters, as libpq wants it."""
     host = connection.host or ""
     params: dict[str, Any] = {str(k): v for k, v in connection.extra_dejson.items()}
     if host.startswith("/"):
         params["host"], host = host, ""
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
     userinfo = quote(connection.login or "", safe="")
     if connection.password:
         userinfo += ":" + quote(connection.password, safe="")
@@ -56,5 +59,5 @@ def database_url(connection: Connection) -> str:
         netloc += f":{connection.port}"
     elif connection.port:
         params["port"] = connection.port
-    query = "?" + urlencode(params) if params else ""
+    query = "?" + urlencode(params, quote_via=quote, safe="/") if params else ""
     return f"postgresql://{netloc}/{quote(connection.schema or '', safe='')}{query}"

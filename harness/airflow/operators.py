@@ -104,7 +104,7 @@ class DiProcessOperator(BaseOperator):
                 return run_process(target, process, layer, progress=_log_step)
 
         result = run_checked(self.pgferry_conn_id, run)
-        figures = _figures(result)
+        figures = result.as_dict()
         log.info("DI run of %s: %s", self.process, figures)
         if result.status == "refused":
             raise AirflowSkipException(f"DI process {self.process}: {result.message}")
@@ -120,16 +120,3 @@ class DiProcessOperator(BaseOperator):
 
 def _log_step(process: str, step: str) -> None:
     log.info("%s: %s", process, step)
-
-
-def _figures(result: Any) -> dict[str, Any]:
-    merged = result.merged.__dict__ if result.merged is not None else None
-    return {
-        "process": result.name,
-        "status": result.status,
-        "process_id": result.process_id,
-        "rows": result.rows,
-        "merged": merged,
-        "layer_object": result.key,
-        "seconds": round(result.seconds, 3),
-    }

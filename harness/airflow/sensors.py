@@ -4,16 +4,26 @@ Given a process id (templated: an upstream task's XCom of etl.start_process), it
 that run; without one, for a succeeded run of the pipeline whose consumer has not finished it
 yet (work waiting for the permit run). A run that ended failed or abandoned fails the task
 (``fail_on_failed_run``). Deferrable by default: the wait is the triggerer's
-(harness.airflow.triggers.LoaderRunTrigger), no worker slot is held; ``timeout`` and
-``soft_fail`` work as for any sensor. Returns the run (XCom): id, status, window, rows."""
+(harness.airflow.triggers.LoaderRunTrigger), no worker slot is held. ``skip_on_timeout``
+skips the task when no run ended in ``timeout`` (nothing to do), and still fails it on a
+failed run or an unreachable database; ``soft_fail`` skips it on any failure, as Airflow's
+sensors do, whether the task or its trigger found it. Returns the run (XCom): id, status,
+window, rows."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+)
 
 from harness import connections
 from harness.airflow.faults import run_checked
@@ -35,22 +45,26 @@ class LoaderRunSensor(BaseSensorOperator):
         poll_interval: float = 30.0,
         deferrable: bool = True,
         fail_on_failed_run: bool = True,
+        skip_on_timeout: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(poke_interval=poll_interval, **kwargs)
+        kwargs.setdefault("poke_interval", poll_interval)
+        super().__init__(**kwargs)
         self.pipeline = pipeline
         self.process_id = process_id
         self.pgferry_conn_id = pgferry_conn_id
         self.poll_interval = poll_interval
         self.deferrable = deferrable
         self.fail_on_failed_run = fail_on_failed_run
+        self.skip_on_timeout = skip_on_timeout
 
     def execute(self, context: Context) -> Any:
-        if not self.deferrable:
-            return super().execute(context)  # poke every poll_interval in a worker slot
-        found = self._look()
-        if found is not None:
-            return self._finish(found)
+        with self._skipped_when_due():
+            if not self.deferrable:
+                return super().execute(context)  # poke every poll_interval in a worker slot
+            found = self._look()
+            if found is not None:
+                return self._finish(found)
         self.defer(
             trigger=LoaderRunTrigger(
                 self.pipeline, self._process_id(), self.pgferry_conn_id, self.poll_interval
@@ -58,6 +72,12 @@ class LoaderRunSensor(BaseSensorOperator):
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
         )
+
+    def resume_execution(
+        self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context
+    ) -> Any:
+        with self._skipped_when_due():
+            return super().resume_execution(next_method, next_kwargs, context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         if "error" in event:
@@ -92,6 +112,24 @@ class LoaderRunSensor(BaseSensorOperator):
             raise AirflowFailException(
                 f"process_id must be a loader run's id (a number), not {self.process_id!r}"
             ) from None
+
+    @contextmanager
+    def _skipped_when_due(self) -> Iterator[None]:
+        """The same outcome whether the task or its trigger found it: with skip_on_timeout a
+        timeout skips the task; with soft_fail any failure does (Airflow's rule after a
+        deferral, applied to the first look too)."""
+        try:
+            yield
+        except AirflowSkipException:
+            raise
+        except AirflowSensorTimeout as timeout:
+            if self.skip_on_timeout or self.soft_fail:
+                raise AirflowSkipException(f"no run of {self.pipeline} ended in time") from timeout
+            raise
+        except AirflowException as error:
+            if self.soft_fail:
+                raise AirflowSkipException(f"soft_fail: {error}") from error
+            raise
 
     def _finish(self, run: dict[str, Any]) -> dict[str, Any]:
         if run["status"] != ENDED_WELL and self.fail_on_failed_run:

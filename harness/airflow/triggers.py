@@ -20,24 +20,12 @@ from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 from harness import connections
 from harness.airflow.hook import DEFAULT_CONN_ID, PgferryHook
 from harness.airflow.runs import LOADER_RUN_SQL, RunNotFound, ended_run, query_args
-from harness.config import first_line, scrub
+from harness.config import scrub
 
-# Work a shipment run would do now, unless the pipeline is paused (no row then): ERP changes
-# waiting to be copied into jobs (delivery.sync_erp_changes), and jobs pending, due and not
-# leased (delivery.claim_jobs). How many shipments, since when, and a mark that moves whenever
-# something new joins them.
-DUE_SHIPMENTS_SQL = """
-SELECT c.waiting + j.due, least(c.oldest, j.oldest), concat_ws('/', c.newest, j.newest)
-  FROM (SELECT coalesce(sum(shipment_count - taken), 0) AS waiting, min(queued_at) AS oldest,
-               max(change_id) AS newest
-          FROM delivery.erp_change) AS c,
-       (SELECT count(*) AS due, min(next_attempt_at) AS oldest, max(updated_at) AS newest
-          FROM delivery.job
-         WHERE sync_state = 'pending' AND next_attempt_at <= now()
-           AND (lease_expires_at IS NULL OR lease_expires_at < now())) AS j
- WHERE NOT EXISTS (SELECT FROM etl.pipeline AS p
-                    WHERE p.name = 'shipments' AND p.paused_at IS NOT NULL)
-"""
+# delivery.waiting_work (a SECURITY DEFINER function: the columns it reads are not the
+# worker's): how many shipments wait for a run, since when, and a mark that moves when work
+# joins them; no row while the pipeline is paused
+WAITING_SHIPMENTS_SQL = "SELECT waiting, since, mark FROM delivery.waiting_work()"
 
 
 def _serialized(trigger: BaseTrigger, *arguments: str) -> tuple[str, dict[str, Any]]:
@@ -83,10 +71,10 @@ class LoaderRunTrigger(BaseTrigger):
             except RunNotFound as missing:
                 yield TriggerEvent({"error": str(missing)})
                 return
-            except psycopg.OperationalError as error:
+            except psycopg.Error as error:  # polled again: the database may come back
                 self.log.warning(
-                    "pgferry database unreachable (%s); looking again in %s s",
-                    scrub(first_line(error)),
+                    "pgferry database: %s; looking again in %s s",
+                    _described(error),
                     self.poll_interval,
                 )
                 found = None
@@ -124,21 +112,28 @@ class ShipmentsDueTrigger(BaseEventTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         url = await PgferryHook(self.pgferry_conn_id).adatabase_url()
-        announced: tuple[Any, float] | None = None  # (newest change, when)
+        announced: tuple[Any, float] | None = None  # (mark, when)
         while True:
             try:
-                due, oldest, newest = await _fetch(url, DUE_SHIPMENTS_SQL) or (0, None, None)
-            except psycopg.OperationalError as error:
-                self.log.warning("pgferry database unreachable (%s)", scrub(first_line(error)))
-                due, oldest, newest = 0, None, None
-            if due and _worth_announcing(announced, newest, self.repeat_after):
-                announced = (newest, time.monotonic())
-                yield TriggerEvent({"waiting": due, "since": oldest.isoformat()})
+                due, since, mark = await _fetch(url, WAITING_SHIPMENTS_SQL) or (0, None, None)
+            except psycopg.Error as error:  # polled again: the database may come back
+                self.log.warning("pgferry database: %s", _described(error))
+                due, since, mark = 0, None, None
+            if due and _worth_announcing(announced, mark, self.repeat_after):
+                announced = (mark, time.monotonic())
+                yield TriggerEvent({"waiting": due, "since": since.isoformat()})
             elif due:
                 self.log.info("%s shipment(s) waiting, none new since the last event", due)
             else:
                 self.log.info("no shipment waiting")
             await asyncio.sleep(self.poll_interval)
+
+
+def _described(error: psycopg.Error) -> str:
+    """The fault's message as `harness` gives it (what is wrong, what to do), no secret in it."""
+    from harness.commands.faults import describe
+
+    return scrub(describe(error).message)
 
 
 def _worth_announcing(announced: tuple[Any, float] | None, newest: Any, repeat: float) -> bool:

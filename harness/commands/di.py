@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import psycopg
 import typer
@@ -106,7 +106,7 @@ def run(
 
         results = run_in_waves(chosen, settings.parallel, run_one)
     if as_json:
-        typer.echo(json.dumps([_as_json(r) for r in results], indent=2))
+        typer.echo(json.dumps([r.as_dict() for r in results], indent=2))
     else:
         out.print(_results_table(results))
     if any(r.status == "failed" or (r.merged and r.merged.failed) for r in results):
@@ -176,8 +176,3 @@ def _results_table(results: list[DiRunResult]) -> Table:
             r.key or "-",
         )
     return table
-
-
-def _as_json(result: DiRunResult) -> dict[str, Any]:
-    merged = result.merged.__dict__ if result.merged else None
-    return {**{k: v for k, v in result.__dict__.items() if k != "merged"}, "merged": merged}

@@ -82,6 +82,11 @@ class DiRunResult:
     message: str | None = None
     seconds: float = 0.0
 
+    def as_dict(self) -> dict[str, Any]:
+        """The result as JSON takes it (`harness di run --json`, an Airflow task's XCom)."""
+        merged = self.merged.__dict__ if self.merged else None
+        return {**{k: v for k, v in self.__dict__.items() if k != "merged"}, "merged": merged}
+
 
 Progress = Callable[[str, str], None]  # (process, what a step did)
 

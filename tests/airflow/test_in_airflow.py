@@ -7,11 +7,13 @@ shipments trigger announces new work once; exit codes become task states."""
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from subprocess import Popen
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -23,10 +25,13 @@ from tests.di.conftest import Hub, add_users
 from tests.di.test_di_command import environment as di_environment
 from tests.support.airflow import Airflow, airflow_connection, last_json
 from tests.support.permits import assert_each_permit_moved_once, load_run, numbered, worker_env
+from tests.support.pg import a_login_role
 from tests.support.pgbouncer import pgbouncer
 from tests.support.shipments import API_KEY, assert_detrack_matches_erp, insert_shipments, shipment
 
-PASSWORD = f"pw-{uuid.uuid4().hex}"  # the Airflow connection's; the test server trusts
+# the Airflow connection's (the test server trusts, and asks for none): characters a URL
+# must encode, so that the raw and the encoded form are both looked for
+PASSWORD = f"p@ss/w:rd%+ {uuid.uuid4().hex[:8]}"
 
 
 def generate(db_url: str, folder: Path, *options: str) -> None:
@@ -34,11 +39,13 @@ def generate(db_url: str, folder: Path, *options: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def connection_env(db_url: str, folder: Path, **settings: str) -> dict[str, str]:
+def connection_env(
+    db_url: str, folder: Path, user: str | None = None, **settings: str
+) -> dict[str, str]:
     password = conninfo_to_dict(db_url).get("password") or PASSWORD
     return {
         "AIRFLOW__CORE__DAGS_FOLDER": str(folder),
-        "AIRFLOW_CONN_PGFERRY_DEFAULT": airflow_connection(db_url, password),
+        "AIRFLOW_CONN_PGFERRY_DEFAULT": airflow_connection(db_url, password, user),
         **settings,
     }
 
@@ -51,10 +58,10 @@ def dag_test(airflow: Airflow, folder: Path, dag_id: str, env: dict[str, str]) -
 
 
 def assert_no_password(output: str, airflow: Airflow) -> None:
-    assert PASSWORD not in output
-    for log in (airflow.home / "logs").rglob("*"):
-        if log.is_file():
-            assert PASSWORD not in log.read_text(errors="replace"), log
+    forms = (PASSWORD, quote(PASSWORD, safe=""), PASSWORD.split(" ")[0])
+    logs = [log for log in (airflow.home / "logs").rglob("*") if log.is_file()]
+    for text in [output, *(log.read_text(errors="replace") for log in logs)]:
+        assert not any(form in text for form in forms)
 
 
 @pytest.fixture
@@ -274,8 +281,15 @@ def test_a_run_that_cannot_succeed_fails_at_once_and_one_that_may_later_is_retri
     assert fake.jobs() == []
 
 
+@pytest.fixture
+def worker_login(server_url: str, db_url: str) -> Iterator[str]:
+    """A login role that is only a pgferry_worker, as docs/airflow.md says to connect."""
+    with a_login_role(server_url, "IN ROLE pgferry_worker") as name:
+        yield name
+
+
 def test_the_shipments_trigger_announces_waiting_work_once_until_more_comes(
-    airflow: Airflow, conn: psycopg.Connection, db_url: str, dags: Path
+    airflow: Airflow, conn: psycopg.Connection, db_url: str, dags: Path, worker_login: str
 ) -> None:
     kwargs = {"poll_interval": 0.05, "repeat_after": 3600}
     watcher = airflow.start(
@@ -283,7 +297,8 @@ def test_the_shipments_trigger_announces_waiting_work_once_until_more_comes(
         "harness.airflow.triggers.ShipmentsDueTrigger",
         json.dumps(kwargs),
         "2",
-        env=connection_env(db_url, dags),
+        env=connection_env(db_url, dags, user=worker_login),
+        deadline=120,
     )
     try:
         read_until(watcher, "no shipment waiting")
@@ -301,3 +316,66 @@ def test_the_shipments_trigger_announces_waiting_work_once_until_more_comes(
     assert json.loads(first.splitlines()[-1])["event"]["waiting"] == 2
     assert not any('"event"' in chunk for chunk in quiet)  # polled on, announced nothing
     assert json.loads(second.splitlines()[-1])["event"]["waiting"] == 3
+
+
+def test_the_hook_gives_libpq_every_part_of_the_connection_as_it_was_entered(
+    airflow: Airflow,
+) -> None:
+    extra = {"options": "-c search_path=a,b", "application_name": "my app", "sslmode": "prefer"}
+    given = [
+        {"conn_type": "pgferry", "host": "db.example", "port": 5433, "login": "us er",
+         "password": PASSWORD, "schema": "my db", "extra": json.dumps(extra)},
+        {"conn_type": "pgferry", "host": "/var/run/postgresql", "port": 5432, "login": "w",
+         "schema": "pgferry"},
+        {"conn_type": "postgres", "host": "::1", "port": 5432, "schema": "pgferry"},
+        {"conn_type": "pgferry", "port": 5434, "schema": "pgferry"},
+    ]  # fmt: skip
+
+    done = subprocess.run(
+        airflow.command("database_urls.py"),
+        input="\n".join(map(json.dumps, given)),
+        env=airflow.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    read = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert read == [
+        {"host": "db.example", "port": "5433", "user": "us er", "password": PASSWORD,
+         "dbname": "my db", **extra},
+        {"host": "/var/run/postgresql", "port": "5432", "user": "w", "dbname": "pgferry"},
+        {"host": "::1", "port": "5432", "dbname": "pgferry"},
+        {"port": "5434", "dbname": "pgferry"},
+    ]  # fmt: skip
+
+
+def test_a_sensor_that_sees_no_run_end_in_time_is_skipped_only_when_told(
+    airflow: Airflow, db_url: str, dags: Path
+) -> None:
+    (dags / "idle.py").write_text(
+        "from airflow.sdk import DAG\n"
+        "from harness.airflow.operators import PermitRunOperator\n"
+        "from harness.airflow.sensors import LoaderRunSensor\n"
+        "with DAG(dag_id='idle', schedule=None):\n"
+        "    LoaderRunSensor(task_id='wait', pipeline='permits', deferrable=False,\n"
+        "                    poll_interval=0.2, timeout=1, skip_on_timeout=True)"
+        " >> PermitRunOperator(task_id='move')\n"
+    )
+
+    poked = dag_test(airflow, dags, "idle", connection_env(db_url, dags))
+    resumed = airflow.run(
+        "sensor_timeout.py", json.dumps([{}, {"skip_on_timeout": True}, {"soft_fail": True}])
+    )
+
+    assert {t: v["state"] for t, v in poked["tasks"].items()} == {
+        "wait": "skipped",
+        "move": "skipped",
+    }
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert last_json(resumed.stdout) == [
+        "AirflowSensorTimeout",  # a timeout is a failure unless told otherwise
+        "AirflowSkipException",
+        "AirflowSkipException",
+    ]

@@ -5,9 +5,7 @@ documented code, names the problem in one or two lines on stderr, and shows no t
 from __future__ import annotations
 
 import subprocess
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from sqlalchemy.engine import make_url
 
 from harness.deploy import migrate
 from tests.cli.support import closed_port, password_refusing_server, run
-from tests.support.pg import connect, scratch_database
+from tests.support.pg import a_login_role, connect, scratch_database
 
 
 def assert_fault(
@@ -51,18 +49,6 @@ def behind_template(server_url: str) -> Iterator[str]:
 def behind_url(server_url: str, behind_template: str) -> Iterator[str]:
     with scratch_database(server_url, template=behind_template) as url:
         yield url
-
-
-@contextmanager
-def a_login_role(server_url: str, options: str = "") -> Iterator[str]:
-    name = f"pgferry_test_{uuid.uuid4().hex[:8]}"
-    with connect(server_url) as admin:
-        admin.execute(f"CREATE ROLE {name} LOGIN {options}")
-    try:
-        yield name
-    finally:
-        with connect(server_url) as admin:
-            admin.execute(f"DROP ROLE {name}")
 
 
 @pytest.fixture

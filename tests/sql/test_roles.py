@@ -33,6 +33,7 @@ LOADER_ROUTINES = {
 # What the worker may execute: the loader's API, the SECURITY DEFINER routines the harness calls,
 # and SECURITY INVOKER tools that run with the worker's own rights (merge, masks, extract).
 WORKER_ROUTINES = LOADER_ROUTINES | {
+    "delivery.waiting_work()",
     "etl.queue_alert(text,text,text,text,bigint)",
     "etl.next_lease_token()",
     "etl.extend_leases(text,bigint[],interval)",

@@ -14,9 +14,11 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict
 
@@ -55,8 +57,9 @@ def airflow_python() -> Path:
     return python
 
 
-def airflow_connection(url: str, password: str | None = None) -> str:
-    """An Airflow connection (JSON, as AIRFLOW_CONN_<ID> takes it) to the database ``url``."""
+def airflow_connection(url: str, password: str | None = None, user: str | None = None) -> str:
+    """An Airflow connection (JSON, as AIRFLOW_CONN_<ID> takes it) to the database ``url``, as
+    ``user`` with ``password`` when given."""
     parts = conninfo_to_dict(url)
     extra = {
         k: v for k, v in parts.items() if k not in {"host", "port", "user", "password", "dbname"}
@@ -65,7 +68,7 @@ def airflow_connection(url: str, password: str | None = None) -> str:
         "conn_type": "pgferry",
         "host": parts.get("host"),
         "port": int(parts["port"]) if parts.get("port") else None,
-        "login": parts.get("user"),
+        "login": user or parts.get("user"),
         "password": password or parts.get("password"),
         "schema": parts.get("dbname"),
         "extra": extra,
@@ -104,20 +107,27 @@ class Airflow:
             timeout=timeout,
         )
 
-    def start(self, script: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-        """``script`` running, its stdout and stderr as one stream of lines."""
-        return subprocess.Popen(
+    def start(
+        self, script: str, *args: str, env: dict[str, str] | None = None, deadline: float = 300
+    ) -> subprocess.Popen:
+        """``script`` running, its stdout and stderr as one stream of lines; killed after
+        ``deadline`` seconds, so that a test reading a line that never comes fails, not hangs."""
+        process = subprocess.Popen(
             self.command(script, *args),
             env=self.env(env),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
+        watchdog = threading.Timer(deadline, process.kill)
+        watchdog.daemon = True
+        watchdog.start()
+        return process
 
 
-def last_json(output: str) -> dict:
-    """The JSON object a script printed last (Airflow logs to the same stream before it)."""
+def last_json(output: str) -> Any:
+    """The JSON a script printed last (Airflow logs to the same stream before it)."""
     for line in reversed(output.splitlines()):
-        if line.startswith("{"):
+        if line.startswith(("{", "[")):
             return json.loads(line)
     raise AssertionError(f"no JSON result in the output:\n{output[-3000:]}")

@@ -54,3 +54,16 @@ def psql_file(url: str, script: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
     )
+
+
+@contextmanager
+def a_login_role(server_url: str, options: str = "") -> Iterator[str]:
+    """A login role made with ``options`` (e.g. ``IN ROLE pgferry_worker``), dropped after."""
+    name = f"pgferry_test_{uuid.uuid4().hex[:8]}"
+    with connect(server_url) as admin:
+        admin.execute(f"CREATE ROLE {name} LOGIN {options}")
+    try:
+        yield name
+    finally:
+        with connect(server_url) as admin:
+            admin.execute(f"DROP ROLE {name}")
