@@ -60,11 +60,18 @@ def dags(
     """Write the DAG files: one per DI process group (etl.di_process), the permit DAG (a
     deferrable sensor for finished loader runs) and the event-driven shipment DAG. Airflow
     parses them without any database; run this again after changing DI processes."""
-    from harness.airflow.dags import DagOptions, render, write
+    from harness.airflow.dags import DagOptions, render, schedule_problem, write
     from harness.di.metadata import load_processes
 
     if folder.exists() and not folder.is_dir():
         raise typer.BadParameter(f"{folder} is a file, not a folder", param_hint="--out")
+    for option, schedule in (
+        ("--di-schedule", di_schedule),
+        ("--permits-schedule", permits_schedule),
+        ("--status-schedule", status_schedule),
+    ):
+        if problem := schedule_problem(schedule):
+            raise typer.BadParameter(problem, param_hint=option)
     with connections.connect(require_database(), autocommit=True) as connection:
         processes = load_processes(connection)
     options = DagOptions(

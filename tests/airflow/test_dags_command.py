@@ -87,6 +87,23 @@ def test_an_out_that_is_a_file_is_a_usage_error(db_url: str, tmp_path: Path) -> 
     assert "Traceback" not in done.stderr
 
 
+def test_a_schedule_airflow_would_refuse_is_a_usage_error_and_nothing_is_written(
+    db_url: str, tmp_path: Path
+) -> None:
+    env = {"DATABASE_URL": db_url}
+
+    done = run(env, "airflow", "dags", "--out", str(tmp_path), "--di-schedule", "every day")
+    fine = run(
+        env, "airflow", "dags", "--out", str(tmp_path / "ok"), "--di-schedule", "5 4 * * 1-5"
+    )
+
+    assert done.returncode == 2
+    said = " ".join(done.stderr.replace("│", " ").split())
+    assert "Invalid value for --di-schedule" in said and "'every day' is neither" in said
+    assert not list(tmp_path.glob("*.py"))  # nothing written
+    assert fine.returncode == 0, fine.stderr
+
+
 def test_airflow_finds_the_provider_through_its_entry_point() -> None:
     found = [
         e for e in entry_points(group="apache_airflow_provider") if e.value.startswith("harness")
