@@ -13,12 +13,11 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from harness.airflow.hook import PgferryHook
 from harness.config import scrub
+from harness.runtime.outcome import EXIT_UNREACHABLE
 
 
 def task_error(code: int, message: str) -> AirflowException:
     """The exception that gives a task the state an exit code calls for."""
-    from harness.commands.common import EXIT_UNREACHABLE
-
     if code == EXIT_UNREACHABLE:
         return AirflowException(message)  # a later try may well succeed
     return AirflowFailException(message)

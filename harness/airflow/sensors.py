@@ -19,14 +19,13 @@ from typing import Any
 
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.exceptions import (
-    AirflowException,
     AirflowFailException,
     AirflowSensorTimeout,
     AirflowSkipException,
 )
 
 from harness import connections
-from harness.airflow.faults import run_checked
+from harness.airflow.faults import run_checked, task_error
 from harness.airflow.hook import DEFAULT_CONN_ID
 from harness.airflow.runs import ENDED_WELL, LOADER_RUN_SQL, RunNotFound, ended_run, query_args
 from harness.airflow.triggers import LoaderRunTrigger
@@ -59,12 +58,13 @@ class LoaderRunSensor(BaseSensorOperator):
         self.skip_on_timeout = skip_on_timeout
 
     def execute(self, context: Context) -> Any:
-        with self._skipped_when_due():
+        with self._skipped_on_timeout():
             if not self.deferrable:
                 return super().execute(context)  # poke every poll_interval in a worker slot
-            found = self._look()
-            if found is not None:
-                return self._finish(found)
+            with self._skipped_on_failure():
+                found = self._look()
+                if found is not None:
+                    return self._finish(found)
         self.defer(
             trigger=LoaderRunTrigger(
                 self.pipeline, self._process_id(), self.pgferry_conn_id, self.poll_interval
@@ -76,12 +76,14 @@ class LoaderRunSensor(BaseSensorOperator):
     def resume_execution(
         self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context
     ) -> Any:
-        with self._skipped_when_due():
+        with self._skipped_on_timeout():
             return super().resume_execution(next_method, next_kwargs, context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         if "error" in event:
             raise AirflowFailException(event["error"])
+        if "fault" in event:
+            raise task_error(event["code"], event["fault"])
         return self._finish(event)
 
     def poke(self, context: Context) -> PokeReturnValue:
@@ -114,21 +116,24 @@ class LoaderRunSensor(BaseSensorOperator):
             ) from None
 
     @contextmanager
-    def _skipped_when_due(self) -> Iterator[None]:
-        """The same outcome whether the task or its trigger found it: with skip_on_timeout a
-        timeout skips the task; with soft_fail any failure does (Airflow's rule after a
-        deferral, applied to the first look too)."""
+    def _skipped_on_timeout(self) -> Iterator[None]:
+        """skip_on_timeout: no run ended in time is nothing to do, not a failure."""
         try:
             yield
-        except AirflowSkipException:
-            raise
         except AirflowSensorTimeout as timeout:
-            if self.skip_on_timeout or self.soft_fail:
+            if self.skip_on_timeout:
                 raise AirflowSkipException(f"no run of {self.pipeline} ended in time") from timeout
             raise
-        except AirflowException as error:
-            if self.soft_fail:
-                raise AirflowSkipException(f"soft_fail: {error}") from error
+
+    @contextmanager
+    def _skipped_on_failure(self) -> Iterator[None]:
+        """soft_fail and never_fail on the first look of a deferrable sensor, as Airflow's poke
+        loop applies them (a failure skips; an unreachable database, retried, does not)."""
+        try:
+            yield
+        except AirflowFailException as failure:
+            if self.soft_fail or self.never_fail:
+                raise AirflowSkipException(f"skipped, not failed: {failure}") from failure
             raise
 
     def _finish(self, run: dict[str, Any]) -> dict[str, Any]:

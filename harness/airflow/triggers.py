@@ -20,7 +20,11 @@ from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 from harness import connections
 from harness.airflow.hook import DEFAULT_CONN_ID, PgferryHook
 from harness.airflow.runs import LOADER_RUN_SQL, RunNotFound, ended_run, query_args
+from harness.commands.faults import Fault, describe
 from harness.config import scrub
+from harness.runtime.outcome import EXIT_UNREACHABLE
+
+TOLERATED_FAILED_POLLS = 3
 
 # delivery.waiting_work (a SECURITY DEFINER function: the columns it reads are not the
 # worker's): how many shipments wait for a run, since when, and a mark that moves when work
@@ -42,8 +46,12 @@ async def _fetch(url: str, sql: str, args: dict[str, Any] | None = None) -> tupl
 
 
 class LoaderRunTrigger(BaseTrigger):
-    """Fires once the loader run looked for has ended (harness.airflow.runs), or when the
-    pipeline or run does not exist (payload ``error``)."""
+    """Fires once the loader run looked for has ended (harness.airflow.runs), when the
+    pipeline or run does not exist (payload ``error``), or on a fault (payload ``fault`` and
+    its exit ``code``): at once when waiting cannot mend it (a login refused, a privilege
+    missing), after TOLERATED_FAILED_POLLS polls in a row when the database is unreachable.
+    The task then fails, retried for an outage, where a silent wait would end in a timeout
+    that skip_on_timeout takes for nothing to do."""
 
     def __init__(
         self,
@@ -64,6 +72,7 @@ class LoaderRunTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         url = await PgferryHook(self.pgferry_conn_id).adatabase_url()
         args = query_args(self.pipeline, self.process_id)
+        failed_polls = 0
         while True:
             try:
                 row = await _fetch(url, LOADER_RUN_SQL, args)
@@ -71,21 +80,26 @@ class LoaderRunTrigger(BaseTrigger):
             except RunNotFound as missing:
                 yield TriggerEvent({"error": str(missing)})
                 return
-            except psycopg.Error as error:  # polled again: the database may come back
+            except psycopg.Error as error:
+                fault, failed_polls = _fault(error), failed_polls + 1
+                if fault.code != EXIT_UNREACHABLE or failed_polls >= TOLERATED_FAILED_POLLS:
+                    yield TriggerEvent({"fault": fault.message, "code": fault.code})
+                    return
                 self.log.warning(
                     "pgferry database: %s; looking again in %s s",
-                    _described(error),
+                    fault.message,
                     self.poll_interval,
                 )
-                found = None
-            if found is not None:
-                yield TriggerEvent(found)
-                return
-            self.log.info(
-                "no ended loader run of %s yet; looking again in %s s",
-                self.pipeline,
-                self.poll_interval,
-            )
+            else:
+                failed_polls = 0
+                if found is not None:
+                    yield TriggerEvent(found)
+                    return
+                self.log.info(
+                    "no ended loader run of %s yet; looking again in %s s",
+                    self.pipeline,
+                    self.poll_interval,
+                )
             await asyncio.sleep(self.poll_interval)
 
 
@@ -116,24 +130,24 @@ class ShipmentsDueTrigger(BaseEventTrigger):
         while True:
             try:
                 due, since, mark = await _fetch(url, WAITING_SHIPMENTS_SQL) or (0, None, None)
-            except psycopg.Error as error:  # polled again: the database may come back
-                self.log.warning("pgferry database: %s", _described(error))
-                due, since, mark = 0, None, None
-            if due and _worth_announcing(announced, mark, self.repeat_after):
-                announced = (mark, time.monotonic())
-                yield TriggerEvent({"waiting": due, "since": since.isoformat()})
-            elif due:
-                self.log.info("%s shipment(s) waiting, none new since the last event", due)
+            except psycopg.Error as error:  # an event trigger fails no task: it polls on
+                self.log.warning("pgferry database: %s", _fault(error).message)
             else:
-                self.log.info("no shipment waiting")
+                if due and _worth_announcing(announced, mark, self.repeat_after):
+                    announced = (mark, time.monotonic())
+                    yield TriggerEvent({"waiting": due, "since": since.isoformat()})
+                elif due:
+                    self.log.info("%s shipment(s) waiting, none new since the last event", due)
+                else:
+                    self.log.info("no shipment waiting")
             await asyncio.sleep(self.poll_interval)
 
 
-def _described(error: psycopg.Error) -> str:
-    """The fault's message as `harness` gives it (what is wrong, what to do), no secret in it."""
-    from harness.commands.faults import describe
-
-    return scrub(describe(error).message)
+def _fault(error: psycopg.Error) -> Fault:
+    """The fault as `harness` gives it (what is wrong, what to do, its exit code), no secret
+    in its message."""
+    fault = describe(error)
+    return Fault(fault.code, scrub(fault.message))
 
 
 def _worth_announcing(announced: tuple[Any, float] | None, newest: Any, repeat: float) -> bool:

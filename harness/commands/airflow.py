@@ -29,7 +29,11 @@ def dags(
         str, typer.Option("--conn-id", help="The Airflow connection to the pgferry database.")
     ] = "pgferry_default",
     di_schedule: Annotated[
-        str, typer.Option("--di-schedule", help="Schedule of the DI group DAGs (cron or preset).")
+        str,
+        typer.Option(
+            "--di-schedule",
+            help="Schedule of the DI group DAGs: cron, a preset (@daily...), or none.",
+        ),
     ] = "@daily",
     permits_schedule: Annotated[
         str, typer.Option("--permits-schedule", help="How often the permit DAG waits for a run.")
@@ -65,12 +69,12 @@ def dags(
 
     if folder.exists() and not folder.is_dir():
         raise typer.BadParameter(f"{folder} is a file, not a folder", param_hint="--out")
-    for option, schedule in (
-        ("--di-schedule", di_schedule),
-        ("--permits-schedule", permits_schedule),
-        ("--status-schedule", status_schedule),
+    for option, schedule, any_timetable in (
+        ("--di-schedule", di_schedule, True),
+        ("--permits-schedule", permits_schedule, True),
+        ("--status-schedule", status_schedule, False),  # a cron timetable beside the asset
     ):
-        if problem := schedule_problem(schedule):
+        if problem := schedule_problem(schedule, any_timetable):
             raise typer.BadParameter(problem, param_hint=option)
     with connections.connect(require_database(), autocommit=True) as connection:
         processes = load_processes(connection)

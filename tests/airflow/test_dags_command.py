@@ -9,6 +9,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from harness.airflow.provider import get_provider_info
 from tests.cli.support import run
@@ -102,6 +103,37 @@ def test_a_schedule_airflow_would_refuse_is_a_usage_error_and_nothing_is_written
     assert "Invalid value for --di-schedule" in said and "'every day' is neither" in said
     assert not list(tmp_path.glob("*.py"))  # nothing written
     assert fine.returncode == 0, fine.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "schedule", "accepted"),
+    [
+        ("--di-schedule", "none", True),  # run only when triggered
+        ("--permits-schedule", "@once", True),
+        ("--di-schedule", "0 0 * * * 30", True),  # croniter's seconds field
+        ("--status-schedule", "none", False),  # the shipment DAG's timetable must be a cron
+        ("--di-schedule", "99 * * * *", False),
+        ("--di-schedule", "@annually", False),  # croniter knows it, Airflow does not
+    ],
+)
+def test_schedules_airflow_takes_are_written_and_others_refused(
+    conn: psycopg.Connection, db_url: str, tmp_path: Path, option: str, schedule: str,
+    accepted: bool,
+) -> None:  # fmt: skip
+    define(conn, "orders", "sales")
+
+    done = run(
+        {"DATABASE_URL": db_url}, "airflow", "dags", "--out", str(tmp_path), option, schedule
+    )
+
+    assert done.returncode == (0 if accepted else 2), done.stderr
+    if accepted:
+        written = {
+            "--di-schedule": "pgferry_di_sales.py",
+            "--permits-schedule": "pgferry_permits.py",
+        }
+        literal = "None" if schedule == "none" else f'"{schedule}"'
+        assert f"schedule={literal}," in (tmp_path / written[option]).read_text()
 
 
 def test_airflow_finds_the_provider_through_its_entry_point() -> None:

@@ -232,6 +232,60 @@ def test_a_sensor_given_a_run_waits_for_it_and_fails_when_it_fails_moving_nothin
     assert conn.execute("SELECT count(*) FROM permit.permit").fetchone()[0] == 0
 
 
+def sensor_dag(folder: Path, dag_id: str, **sensor: object) -> None:
+    """A DAG of one LoaderRunSensor on permits (``sensor`` its arguments) before a permit run."""
+    arguments = ", ".join(f"{k}={v!r}" for k, v in sensor.items())
+    (folder / f"{dag_id}.py").write_text(
+        "from datetime import timedelta\n"
+        "from airflow.sdk import DAG\n"
+        "from harness.airflow.operators import PermitRunOperator\n"
+        "from harness.airflow.sensors import LoaderRunSensor\n"
+        f"with DAG(dag_id={dag_id!r}, schedule=None):\n"
+        f"    LoaderRunSensor(task_id='wait', pipeline='permits', {arguments},\n"
+        "                    retries=1, retry_delay=timedelta(0))"
+        " >> PermitRunOperator(task_id='move')\n"
+    )
+
+
+def test_a_database_lost_while_the_sensor_waits_fails_the_task_to_be_retried(
+    airflow: Airflow, conn: psycopg.Connection, db_url: str, dags: Path
+) -> None:
+    running = load_run(conn, numbered(2), status="running")
+    sensor_dag(dags, "lost", process_id=str(running), poll_interval=0.2)
+    with pgbouncer(db_url) as bouncer:
+        waiting = airflow.start(
+            "run_dag.py", str(dags), "lost", env=connection_env(bouncer, dags), deadline=150
+        )
+        read_until(waiting, "no ended loader run of permits yet")  # deferred, polling
+    # PgBouncer is gone: every poll is refused, as by a database that went away
+    output, _ = waiting.communicate(timeout=300)
+
+    task = last_json(output)["tasks"]["wait"]
+    assert (task["state"], task["try_number"]) == ("failed", 2)  # an outage: tried again
+    assert "database unreachable" in output
+
+
+def test_a_rescheduled_sensor_with_soft_fail_waits_rather_than_skips(
+    airflow: Airflow, conn: psycopg.Connection, db_url: str, dags: Path
+) -> None:
+    running = load_run(conn, numbered(2), status="running")
+    sensor_dag(dags, "again", process_id=str(running), deferrable=False, mode="reschedule",
+               poll_interval=0.2, soft_fail=True)  # fmt: skip
+    waiting = airflow.start("run_dag.py", str(dags), "again", env=connection_env(db_url, dags))
+    try:
+        read_until(waiting, "Rescheduling task")  # looked, found it running, gave the slot back
+        conn.execute("SELECT etl.end_process(%s, 'succeeded', 2)", [running])
+        output, _ = waiting.communicate(timeout=300)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+            waiting.wait()
+
+    tasks = last_json(output)["tasks"]
+    assert tasks["wait"]["state"] == "success"
+    assert tasks["wait"]["result"]["process_id"] == running
+
+
 def test_the_shipment_dag_sends_the_erp_shipments_to_detrack(
     airflow: Airflow, conn: psycopg.Connection, db_url: str, dags: Path, fake: DetrackFake
 ) -> None:
@@ -379,3 +433,14 @@ def test_a_sensor_that_sees_no_run_end_in_time_is_skipped_only_when_told(
         "AirflowSkipException",
         "AirflowSkipException",
     ]
+
+
+def test_a_fault_that_quotes_the_database_url_reaches_airflow_without_its_password(
+    airflow: Airflow, db_url: str, dags: Path
+) -> None:
+    done = airflow.run("fault_message.py", env=connection_env(db_url, dags))
+
+    raised = last_json(done.stdout)
+    assert raised["type"] == "AirflowFailException"  # a bug in the work: no retry
+    assert "unexpected error: RuntimeError: cannot use postgresql://" in raised["message"]
+    assert_no_password(raised["message"], airflow)

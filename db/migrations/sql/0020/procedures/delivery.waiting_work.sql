@@ -3,8 +3,9 @@
 -- ERP changes wait to be copied into jobs (delivery.sync_erp_changes), plus jobs pending, due and
 -- not leased (the first test of delivery.claim_jobs; a create that waits there for another job
 -- to leave its key is counted too, and is claimed by the same run once that job has left).
--- waiting: how many; since: the oldest of them; mark: a text that changes whenever work joins
--- them (a new ERP change, a changed job, a job whose retry time has come). No row while the
+-- waiting: how many; since: the oldest of them; mark: a text that changes when work joins them
+-- (a new ERP change, a changed job, a job whose retry time has come or whose lease expired);
+-- work committed out of order may leave it unchanged, and the caller repeats itself anyway. No row while the
 -- pipeline is paused (etl.pause_pipeline). Columns the worker may not read are read here.
 CREATE OR REPLACE FUNCTION delivery.waiting_work()
 RETURNS TABLE (waiting bigint, since timestamptz, mark text)
@@ -18,7 +19,7 @@ AS $function$
                    min(e.queued_at) AS oldest, max(e.change_id) AS newest
               FROM delivery.erp_change AS e) AS c,
            (SELECT count(*) AS due, min(d.next_attempt_at) AS oldest,
-                   max(greatest(d.updated_at, d.next_attempt_at)) AS newest
+                   max(greatest(d.updated_at, d.next_attempt_at, d.lease_expires_at)) AS newest
               FROM delivery.job AS d
              WHERE d.sync_state = 'pending' AND d.next_attempt_at <= now()
                AND (d.lease_expires_at IS NULL OR d.lease_expires_at < now())) AS j
