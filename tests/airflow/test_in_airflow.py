@@ -10,6 +10,7 @@ import json
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from subprocess import Popen
 from typing import Any
@@ -158,12 +159,9 @@ def waiting_dag(
            if k != "DATABASE_URL"}  # fmt: skip
     if airflow_db_url != db_url:
         env["PGFERRY_LISTEN"] = "off"  # poll-only: no LISTEN through transaction pooling
-    started = airflow.start("run_dag.py", str(dags), "pgferry_permits",
-                            env=connection_env(airflow_db_url, dags, **env))  # fmt: skip
-    yield started
-    if started.poll() is None:
-        started.kill()
-        started.wait()
+    with airflow.running("run_dag.py", str(dags), "pgferry_permits",
+                         env=connection_env(airflow_db_url, dags, **env)) as started:  # fmt: skip
+        yield started
 
 
 def read_until(process: Popen, text: str) -> str:
@@ -214,15 +212,11 @@ def test_a_sensor_given_a_run_waits_for_it_and_fails_when_it_fails_moving_nothin
             "RUN", str(running)
         )
     )
-    waiting = airflow.start("run_dag.py", str(dags), "one_run", env=connection_env(db_url, dags))
-    try:
+    env = connection_env(db_url, dags)
+    with airflow.running("run_dag.py", str(dags), "one_run", env=env) as waiting:
         read_until(waiting, "no ended loader run of permits yet")
         conn.execute("SELECT etl.end_process(%s, 'failed', 0, 'the source was empty')", [running])
         output, _ = waiting.communicate(timeout=300)
-    finally:
-        if waiting.poll() is None:
-            waiting.kill()
-            waiting.wait()
 
     result = last_json(output)
     assert result["state"] == "failed"
@@ -252,13 +246,13 @@ def test_a_database_lost_while_the_sensor_waits_fails_the_task_to_be_retried(
 ) -> None:
     running = load_run(conn, numbered(2), status="running")
     sensor_dag(dags, "lost", process_id=str(running), poll_interval=0.2)
-    with pgbouncer(db_url) as bouncer:
-        waiting = airflow.start(
-            "run_dag.py", str(dags), "lost", env=connection_env(bouncer, dags), deadline=150
-        )
-        read_until(waiting, "no ended loader run of permits yet")  # deferred, polling
-    # PgBouncer is gone: every poll is refused, as by a database that went away
-    output, _ = waiting.communicate(timeout=300)
+    with ExitStack() as bouncing:
+        bouncer = bouncing.enter_context(pgbouncer(db_url))
+        env = connection_env(bouncer, dags)
+        with airflow.running("run_dag.py", str(dags), "lost", env=env, deadline=150) as waiting:
+            read_until(waiting, "no ended loader run of permits yet")  # deferred, polling
+            bouncing.close()  # PgBouncer stops: every poll is refused, as by a lost database
+            output, _ = waiting.communicate(timeout=300)
 
     task = last_json(output)["tasks"]["wait"]
     assert (task["state"], task["try_number"]) == ("failed", 2)  # an outage: tried again
@@ -271,15 +265,11 @@ def test_a_rescheduled_sensor_with_soft_fail_waits_rather_than_skips(
     running = load_run(conn, numbered(2), status="running")
     sensor_dag(dags, "again", process_id=str(running), deferrable=False, mode="reschedule",
                poll_interval=0.2, soft_fail=True)  # fmt: skip
-    waiting = airflow.start("run_dag.py", str(dags), "again", env=connection_env(db_url, dags))
-    try:
+    env = connection_env(db_url, dags)
+    with airflow.running("run_dag.py", str(dags), "again", env=env) as waiting:
         read_until(waiting, "Rescheduling task")  # looked, found it running, gave the slot back
         conn.execute("SELECT etl.end_process(%s, 'succeeded', 2)", [running])
         output, _ = waiting.communicate(timeout=300)
-    finally:
-        if waiting.poll() is None:
-            waiting.kill()
-            waiting.wait()
 
     tasks = last_json(output)["tasks"]
     assert tasks["wait"]["state"] == "success"
@@ -346,15 +336,9 @@ def test_the_shipments_trigger_announces_waiting_work_once_until_more_comes(
     airflow: Airflow, conn: psycopg.Connection, db_url: str, dags: Path, worker_login: str
 ) -> None:
     kwargs = {"poll_interval": 0.05, "repeat_after": 3600}
-    watcher = airflow.start(
-        "run_trigger.py",
-        "harness.airflow.triggers.ShipmentsDueTrigger",
-        json.dumps(kwargs),
-        "2",
-        env=connection_env(db_url, dags, user=worker_login),
-        deadline=120,
-    )
-    try:
+    trigger = ("harness.airflow.triggers.ShipmentsDueTrigger", json.dumps(kwargs), "2")
+    env = connection_env(db_url, dags, user=worker_login)
+    with airflow.running("run_trigger.py", *trigger, env=env, deadline=120) as watcher:
         read_until(watcher, "no shipment waiting")
         insert_shipments(conn, [shipment(), shipment()])
         first = read_until(watcher, '"event"')
@@ -362,10 +346,6 @@ def test_the_shipments_trigger_announces_waiting_work_once_until_more_comes(
         insert_shipments(conn, [shipment()])
         second = read_until(watcher, '"event"')
         assert watcher.wait(timeout=60) == 0
-    finally:
-        if watcher.poll() is None:
-            watcher.kill()
-            watcher.wait()
 
     assert json.loads(first.splitlines()[-1])["event"]["waiting"] == 2
     assert not any('"event"' in chunk for chunk in quiet)  # polled on, announced nothing

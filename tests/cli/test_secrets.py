@@ -14,7 +14,7 @@ from sqlalchemy.engine import URL, make_url
 
 from harness.config import redacted, scrub
 from tests.cli.support import closed_port, run
-from tests.support.pg import connect
+from tests.support.pg import a_login_role
 
 SECRET = f"Zq7s3cret{uuid.uuid4().hex[:6]}Xv"
 # a password with the characters that get escaped on the way: percent-encoding, JSON logs
@@ -25,14 +25,8 @@ ODD_SECRET = f'Zq7"s3/c@r%t{uuid.uuid4().hex[:4]}'
 def role(server_url: str) -> Iterator[str]:
     """A login role whose password is the secret (a superuser, so that every command
     succeeds whichever authentication the server uses), dropped after the test."""
-    name = f"pgferry_secret_{uuid.uuid4().hex[:8]}"
-    with connect(server_url) as admin:
-        admin.execute(f"CREATE ROLE {name} LOGIN SUPERUSER PASSWORD '{SECRET}'")
-    try:
+    with a_login_role(server_url, f"SUPERUSER PASSWORD '{SECRET}'") as name:
         yield name
-    finally:
-        with connect(server_url) as admin:
-            admin.execute(f"DROP ROLE {name}")
 
 
 def forms(db_url: str, role: str) -> dict[str, tuple[str, dict[str, str]]]:

@@ -16,6 +16,8 @@ import subprocess
 import sys
 import threading
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,11 +109,13 @@ class Airflow:
             timeout=timeout,
         )
 
-    def start(
+    @contextmanager
+    def running(
         self, script: str, *args: str, env: dict[str, str] | None = None, deadline: float = 300
-    ) -> subprocess.Popen:
-        """``script`` running, its stdout and stderr as one stream of lines; killed after
-        ``deadline`` seconds, so that a test reading a line that never comes fails, not hangs."""
+    ) -> Iterator[subprocess.Popen]:
+        """``script`` running for the block, its stdout and stderr as one stream of lines;
+        killed when the block ends, or after ``deadline`` seconds, so that a test waiting for a
+        line that never comes fails instead of hanging."""
         process = subprocess.Popen(
             self.command(script, *args),
             env=self.env(env),
@@ -122,7 +126,14 @@ class Airflow:
         watchdog = threading.Timer(deadline, process.kill)
         watchdog.daemon = True
         watchdog.start()
-        return process
+        try:
+            yield process
+        finally:
+            watchdog.cancel()
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            process.stdout.close()
 
 
 def last_json(output: str) -> Any:
