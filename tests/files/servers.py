@@ -223,13 +223,6 @@ def sftp_server(root: Path, user: str, password: str) -> Iterator[SftpServer]:
         loop.close()
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on (the OS chose it, then it was released)."""
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
-
-
 @contextmanager
 def silent_server() -> Iterator[int]:
     """A port that accepts TCP connections (the kernel completes the handshake) but never says

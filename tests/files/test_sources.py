@@ -31,9 +31,9 @@ from harness.files.sources import (
     open_source,
 )
 from harness.s3 import make_client
+from tests.cli.support import closed_port
 from tests.files.servers import (
     CuttingSFTPServer,
-    closed_port,
     ftp_server,
     sftp_server,
     silent_server,
