@@ -12,6 +12,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from harness.airflow.hook import PgferryHook
+from harness.commands.faults import Fault, describe
 from harness.config import scrub
 from harness.runtime.outcome import EXIT_UNREACHABLE
 
@@ -27,7 +28,6 @@ def run_checked(pgferry_conn_id: str, work: Callable[[str], Any]) -> Any:
     """``work(database_url)`` on a database at this harness's revision; a fault is described
     (harness.commands.faults) and raised as the task error its exit code calls for."""
     from harness.commands.common import check_revision
-    from harness.commands.faults import describe
 
     url = PgferryHook(pgferry_conn_id).database_url()
     try:
@@ -36,5 +36,12 @@ def run_checked(pgferry_conn_id: str, work: Callable[[str], Any]) -> Any:
     except AirflowException:
         raise
     except Exception as error:
-        fault = describe(error)
-        raise task_error(fault.code, scrub(fault.message)) from None
+        fault = described(error)
+        raise task_error(fault.code, fault.message) from None
+
+
+def described(error: BaseException) -> Fault:
+    """The fault as `harness` gives it (what is wrong, what to do, its exit code), with no
+    secret in its message: for a task's error and a trigger's log alike."""
+    fault = describe(error)
+    return Fault(fault.code, scrub(fault.message))

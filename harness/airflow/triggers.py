@@ -18,10 +18,9 @@ import psycopg
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
 from harness import connections
+from harness.airflow.faults import described
 from harness.airflow.hook import DEFAULT_CONN_ID, PgferryHook
 from harness.airflow.runs import LOADER_RUN_SQL, RunNotFound, ended_run, query_args
-from harness.commands.faults import Fault, describe
-from harness.config import scrub
 from harness.runtime.outcome import EXIT_UNREACHABLE
 
 TOLERATED_FAILED_POLLS = 3
@@ -81,7 +80,7 @@ class LoaderRunTrigger(BaseTrigger):
                 yield TriggerEvent({"error": str(missing)})
                 return
             except psycopg.Error as error:
-                fault, failed_polls = _fault(error), failed_polls + 1
+                fault, failed_polls = described(error), failed_polls + 1
                 if fault.code != EXIT_UNREACHABLE or failed_polls >= TOLERATED_FAILED_POLLS:
                     yield TriggerEvent({"fault": fault.message, "code": fault.code})
                     return
@@ -131,7 +130,7 @@ class ShipmentsDueTrigger(BaseEventTrigger):
             try:
                 due, since, mark = await _fetch(url, WAITING_SHIPMENTS_SQL) or (0, None, None)
             except psycopg.Error as error:  # an event trigger fails no task: it polls on
-                self.log.warning("pgferry database: %s", _fault(error).message)
+                self.log.warning("pgferry database: %s", described(error).message)
             else:
                 if due and _worth_announcing(announced, mark, self.repeat_after):
                     announced = (mark, time.monotonic())
@@ -141,13 +140,6 @@ class ShipmentsDueTrigger(BaseEventTrigger):
                 else:
                     self.log.info("no shipment waiting")
             await asyncio.sleep(self.poll_interval)
-
-
-def _fault(error: psycopg.Error) -> Fault:
-    """The fault as `harness` gives it (what is wrong, what to do, its exit code), no secret
-    in its message."""
-    fault = describe(error)
-    return Fault(fault.code, scrub(fault.message))
 
 
 def _worth_announcing(announced: tuple[Any, float] | None, newest: Any, repeat: float) -> bool:
